@@ -1,96 +1,305 @@
-"""docs/scenarios.md: each seed scenario in examples/ with the seed's estimate beside tplan's.
+"""Regenerate docs/scenarios.md: every seed scenario in examples/ with the seed's estimate beside tplan's.
 
-Every examples/seed*.yaml carries a comment header: `# seed-estimate: {time: ..., memory: ...}`
-(the seed's own numbers), `# why: ...` (one sentence on the difference) and, where the seed's
-situation cannot be met, `# expect: infeasible`. The numbers in the table come from solving
-each example now.
+Each examples/seed*.yaml starts with a comment block that quotes the seed row it reproduces and
+carries these structured comment lines (YAML after the colon; the goal schema admits no extra keys):
 
-Run:  python scripts/scenarios.py           # writes docs/scenarios.md
-      python scripts/scenarios.py --check   # exit 1 if docs/scenarios.md is stale
+    # seed-estimate: {time: "24-36 h", hours: [24, 36], memory: "24-28 GB", memory_gb: [24, 28]}
+    # expect: optimal            (or: infeasible)
+    # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
+    # why: one sentence on why tplan and the seed differ
+
+The seed's numbers come from that header; every tplan number comes from solving the example now
+(tplan.goal.load_problem + tplan.solve.solve), so the doc follows the rule packs.
+
+    python scripts/scenarios.py            # writes docs/scenarios.md
+    python scripts/scenarios.py --check    # exit 1 when docs/scenarios.md is stale
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
 
 from tplan.evaluate import format_value
+from tplan.explain import answer, suggestions
 from tplan.goal import load_problem
-from tplan.solve import solve
+from tplan.solve import solve, with_rules
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 DOC = ROOT / "docs" / "scenarios.md"
-KNOBS = ("precision", "optimizer", "micro_batch", "grad_accum", "context", "zero_stage", "offload",
-         "grad_checkpointing", "lora_rank", "quantization", "gpus", "tp", "pp")
+TIME_LIMIT = 60.0
+MEMORY_RULE = "memory/fits-gpu-memory"
+HEADER_KEYS = ("seed-estimate", "expect", "expect-config", "why")
+GIB = 2**30
+
+SEEDS = {
+    "seed000": ("Seed 000: pretraining 0.1B-3B models on one RTX PRO 6000 Blackwell (96 GB)",
+                "seeds/000_2b7527f84e65aec7.txt (Russian; a readable copy beside it). One epoch, no DeepSpeed, "
+                "fp16; its \"int8\" row is modelled as fp8 matmuls with 8-bit AdamW (see the example)."),
+    "seed001": ("Seed 001: the 10M-3B multimodal family on RTX 3090 / A100 80GB",
+                "seeds/001_94c3785dcc967a81.txt. Batch 32, sequence 2048, bf16, AdamW; tokens = training samples "
+                "x 2048 (steps x batch x sequence). Its \"GPU hours\" are compared with tplan's wall-clock hours "
+                "where the seed also gives a wall clock (its 2 x 3090 GPU-hours equal its wall clock)."),
+    "seed002": ("Seed 002: nanochat d20 on one A100 40GB",
+                "seeds/002_e4aba71b3d12198b.txt. Base training (stage 1) only, 524,288 tokens per iteration."),
+    "seed003": ("Seed 003: a 12B model (Mistral-NeMo) with QLoRA on a 6 GB laptop GPU versus an A100 80GB",
+                "seeds/003_b6ffc055c85240f8.txt. The seed gives no dataset size; 3 epochs of 5e7 tokens are assumed."),
+    "seed004": ("Seed 004: Qwen2.5-7B and Saiga (Mistral-7B) on synthetic data at three pressure levels",
+                "seeds/004_d553237a55651e0e.txt. The level drives rules/synthetic.yaml (token floor, LoRA rank "
+                "floor or full fine-tune, context floor, learning rate / warm-up / clipping)."),
+}
 
 
 def header(path: Path) -> dict:
-    """The example's comment header: seed-estimate, why, expect, and the first line as title."""
-    lines = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
-    found = {"title": lines[0], "expect": "plan"}
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key in ("seed-estimate", "why", "expect"):
-            found[key] = yaml.safe_load(value) if key == "seed-estimate" else value.strip()
+    """The example's title (first comment line) and its structured comment lines."""
+    found: dict = {"title": "", "expect": "optimal"}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        text = line[1:].strip()
+        if not found["title"]:
+            found["title"] = text
+        key, _, value = text.partition(":")
+        if key in HEADER_KEYS:
+            found[key] = yaml.safe_load(value) if key in ("seed-estimate", "expect-config") else value.strip()
     return found
 
 
-def scenario(path: Path) -> dict:
+def _memory_problem(problem):
+    return dataclasses.replace(problem, objective=problem.rules.objectives["memory"], objective_name="memory")
+
+
+def run(path: Path) -> dict:
+    """Solve one example; return plain numbers (picklable) for the doc and the tests."""
     problem = load_problem(path)
-    plan = solve(problem, time_limit=60, explain=False)
-    return {"path": path, **header(path), "status": plan.status, "plan": plan}
+    plan = solve(problem, TIME_LIMIT, explain=True)
+    result = {"path": str(path), "status": plan.status,
+              "answer": answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict)}
+    if plan.assessment is not None:
+        values = plan.assessment.values
+        result["stability"] = {key: values[key] for key in ("learning_rate", "warmup_ratio", "gradient_clipping")}
+        result["pressure"] = values["pressure"]
+        if any(len(values) > 1 for values in problem.domains.values()):  # a pinned config has one footprint
+            smallest = solve(_memory_problem(problem), TIME_LIMIT, explain=False)
+            result["smallest_memory"] = smallest.assessment.values["memory_per_gpu"] if smallest.assessment else None
+    else:
+        result["suggestions"] = suggestions(problem, plan, TIME_LIMIT) if plan.status == "infeasible" else []
+        if MEMORY_RULE in plan.conflict:
+            # How much memory would the goal need? Drop the capacity rule and minimise memory.
+            rules = {c.id for c in problem.rules.constraints} - {MEMORY_RULE}
+            relaxed = solve(_memory_problem(with_rules(problem, rules)), TIME_LIMIT, explain=False)
+            if relaxed.assessment is not None:
+                result["needs"] = answer(problem, "needs", relaxed.assessment)
+    return result
 
 
-def knob_text(config: dict) -> str:
-    shown = [f"{key} {format_value(config[key])}" for key in KNOBS
-             if key not in ("gpus", "tp", "pp") or config[key] != 1]
-    return ", ".join(shown)
+def run_all(paths: list[Path], workers: int | None = None) -> list[dict]:
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers <= 1 or len(paths) <= 1:
+        return [run(path) for path in paths]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run, paths))
+
+
+# ---------------------------------------------------------------- rendering
+
+def _time(seconds: float) -> str:
+    return format_value(seconds, "time")
+
+
+def _gib(value: float) -> str:
+    return format_value(value, "bytes")
+
+
+def plan_text(config: dict) -> str:
+    """The chosen knobs, compactly."""
+    parts = [config["precision"], config["optimizer"],
+             f"mb {config['micro_batch']} x ga {config['grad_accum']}", f"ctx {config['context']}"]
+    if config["lora_rank"]:
+        parts.append(f"LoRA r{config['lora_rank']}" + (f" ({config['quantization']} base)"
+                                                       if config["quantization"] != "none" else ""))
+    else:
+        parts.append("all weights trained")
+    parts.append(f"ZeRO {config['zero_stage']}")
+    if config["offload"] != "none":
+        parts.append(f"offload {config['offload']}")
+    recompute = {True: "full recompute", False: "no recompute", "selective": "selective recompute"}
+    parts.append(recompute[config["grad_checkpointing"]])
+    if config["gpus"] > 1:
+        parts.append(f"{config['gpus']} GPUs = dp {config['dp']} x tp {config['tp']} x pp {config['pp']}")
+    return ", ".join(parts)
+
+
+def ratio(tplan_hours: float, seed: dict) -> str:
+    hours = seed.get("hours")
+    if not hours:
+        return "-"
+    middle = (hours[0] + hours[1]) / 2
+    value = tplan_hours / middle
+    return f"{value:.1f}x" if value >= 0.1 else f"{value:.2f}x"
 
 
 def row(item: dict) -> str:
-    plan, seed = item["plan"], item.get("seed-estimate", {})
-    if plan.assessment is not None:
-        values = plan.assessment.values
-        tplan = (f"{format_value(values['train_seconds'], 'time')}, {format_value(values['memory_per_gpu'], 'bytes')}"
-                 f"/GPU, MFU {format_value(values['model_flops_utilization'], 'pct')}")
-        knobs = knob_text(plan.assessment.config)
-    else:
-        tplan, knobs = f"{plan.status}: {', '.join(plan.conflict)}", "-"
-    return (f"| [{item['path'].stem}](../examples/{item['path'].name}) | {seed.get('time', '-')}, "
-            f"{seed.get('memory', '-')} | {tplan} | {knobs} | {item.get('why', '')} |")
+    seed = item.get("seed-estimate") or {}
+    name = Path(item["path"]).name
+    link = f"[{Path(name).stem}](../examples/{name})"
+    seed_text = f"{seed.get('time', '-')}; {seed.get('memory', '-')}"
+    result = item["answer"]
+    if result["estimate"]:
+        estimate = result["estimate"]
+        hours = estimate["train_seconds"] / 3600
+        tplan_time = f"{_time(estimate['train_seconds'])} ({format_value(estimate['gpu_hours'])} GPU-h)"
+        memory = _gib(estimate["memory_per_gpu_bytes"])
+        if item.get("smallest_memory") is not None:
+            memory += f" (smallest plan {_gib(item['smallest_memory'])})"
+        plan = plan_text(result["config"])
+        status = result["status"]
+        return (f"| {link} | {seed_text} | {tplan_time} | {ratio(hours, seed)} | {memory} | "
+                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {item.get('why', '')} |")
+    needs = item.get("needs")
+    memory = f"needs at least {_gib(needs['estimate']['memory_per_gpu_bytes'])}" if needs else "-"
+    status = f"{result['status']} ({', '.join(result['conflict'])})"
+    return f"| {link} | {seed_text} | does not fit | - | {memory} | - | - | {status} | {item.get('why', '')} |"
+
+
+def breakdown_table(items: list[dict]) -> list[str]:
+    """Seed 001's per-scale memory table beside tplan's breakdown of the same pinned configuration."""
+    rows = [item for item in items if (item.get("seed-estimate") or {}).get("breakdown")]
+    if not rows:
+        return []
+    lines = ["### Per-GPU memory at the seed's configuration (batch 32, sequence 2048, bf16, AdamW, one A100 80GB)", "",
+             "The seed's columns are 4, 12 and 4 bytes per parameter (fp32 weights, three times that as optimizer "
+             "state, fp32 gradients: 20 B/param); tplan counts 16 B/param: bf16 weights and gradients (2 + 2) and, "
+             "in its optimizer column, the fp32 master and both Adam moments (12). tplan's other = CUDA context + "
+             "allocator fragmentation.", "",
+             "| example | seed: weights / optimizer / activations / gradients = total | tplan: weights / optimizer / "
+             "activations / gradients / other = total | recompute |",
+             "|---|---|---|---|"]
+    for item in rows:
+        seed = item["seed-estimate"]
+        parts = seed["breakdown"]
+        seed_text = (f"{parts['weights']} / {parts['optimizer']} / {parts['activations']} / {parts['gradients']} "
+                     f"= {seed['memory']}")
+        result = item["answer"]
+        source = result if result["estimate"] else item.get("needs")
+        if source is None:
+            lines.append(f"| {Path(item['path']).stem} | {seed_text} | - | - |")
+            continue
+        split = source["estimate"]["memory_breakdown_bytes"]
+        tplan = " / ".join(_gib(split[key]) for key in ("weights", "optimizer", "activations", "gradients", "other"))
+        tplan += f" = {_gib(source['estimate']['memory_per_gpu_bytes'])}"
+        recompute = source["config"]["grad_checkpointing"]
+        lines.append(f"| {Path(item['path']).stem} | {seed_text} | {tplan} | {str(recompute).lower()} |")
+    return lines + [""]
+
+
+def within_48h(items: list[dict]) -> list[str]:
+    """Seed 000's question: which of its rows finish within 48 hours (tplan's plans)."""
+    done, not_done = [], []
+    for item in items:
+        estimate = item["answer"]["estimate"]
+        if estimate is None or "within-48h" in item["path"]:
+            continue
+        target = done if estimate["train_seconds"] <= 48 * 3600 else not_done
+        target.append(f"{Path(item['path']).stem} ({_time(estimate['train_seconds'])})")
+    return ["**Which of the table's rows finish within 48 hours** (each at the seed's own precision and context): "
+            f"{', '.join(done) or 'none'}; not within 48 h: {', '.join(not_done) or 'none'}. "
+            "The deadline goal `seed000-1b-within-48h` asks the same of the seed's headline claim with every "
+            "optimisation the seed lists allowed.", ""]
+
+
+def notes(items: list[dict]) -> list[str]:
+    lines = []
+    for item in items:
+        stem = Path(item["path"]).stem
+        if item.get("stability") and item.get("pressure") not in (None, "none"):
+            s = item["stability"]
+            lines.append(f"- `{stem}`: pressure {item['pressure']} -> learning rate {s['learning_rate']:g}, "
+                         f"warm-up {s['warmup_ratio']:g} of the steps, gradient clipping {s['gradient_clipping']:g} "
+                         "(written to the DeepSpeed / Hugging Face configs).")
+        for hint in item.get("suggestions", []):
+            lines.append(f"- `{stem}` (infeasible): {hint}")
+        for violation in item["answer"]["violations"]:
+            lines.append(f"- `{stem}`: {violation['severity']} {violation['rule']}: {violation['message']}")
+    return (["Notes:", ""] + lines + [""]) if lines else []
 
 
 def render(items: list[dict]) -> str:
     lines = ["# The seed scenarios: the seeds' estimates beside tplan's", "",
-             "Generated by `python scripts/scenarios.py` from `examples/seed*.yaml` (do not edit by hand; "
-             "`--check` fails when stale). Each example's comment header quotes the seed row; tplan's columns "
-             "come from solving it now with the shipped rule packs. Seeds are in `../shared/seeds/`. tplan's memory "
-             "is that of the fastest plan, which fills the GPU with larger micro-batches; the seeds quote smaller "
-             "footprints.", ""]
-    for seed in sorted({item["path"].stem[:7] for item in items}):
-        lines += [f"## {seed}", "",
-                  "| example | seed's estimate (time, memory) | tplan (time, memory, MFU) | tplan's plan | why they differ |",
-                  "|---|---|---|---|---|"]
-        lines += [row(item) for item in items if item["path"].stem.startswith(seed)]
-        lines.append("")
-    return "\n".join(lines)
+             "Generated by `python scripts/scenarios.py` from `examples/seed*.yaml`; do not edit by hand "
+             "(`python scripts/scenarios.py --check` fails when this file is stale, and `tests/test_examples.py` "
+             "runs that check). Each example's comment header quotes the seed row it reproduces and states the "
+             "model shape and assumptions; the seed's estimate below is copied from that header, every tplan "
+             "number comes from solving the example with the shipped rule packs. The seeds themselves are in the "
+             "project's shared `seeds/` folder.", "",
+             "Columns: *tplan time* is wall clock (GPU-hours in brackets); *tplan / seed* divides it by the middle "
+             "of the seed's range; *tplan memory* is per GPU for the fastest plan, which fills the GPU with larger "
+             "micro-batches, and in brackets the smallest footprint any plan of the same goal needs (tplan solved "
+             "again with `objective: memory`), which is what the seeds' memory figures should be compared with; "
+             "*MFU* is model FLOPs utilisation. For a goal that does not fit, *needs at least* is the smallest "
+             "footprint with the GPU's capacity rule removed.", ""]
+    for seed, (title, about) in SEEDS.items():
+        group = [item for item in items if Path(item["path"]).name.startswith(seed)]
+        if not group:
+            continue
+        lines += [f"## {title}", "", about, "",
+                  "| example | seed's estimate (time; memory) | tplan time | tplan / seed | tplan memory per GPU | MFU "
+                  "| tplan's plan | status | why they differ |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [row(item) for item in group] + [""]
+        if seed == "seed000":
+            lines += within_48h(group)
+        lines += breakdown_table(group)
+        lines += notes(group)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# Row order inside a seed: model, then size or level, then hardware (else by name).
+MODELS = ("qwen", "saiga")
+SIZES = ("tiny", "demo", "small", "base-1b", "base-plus", "mid-3b", "mid-int8", "within-48h", "low", "medium",
+         "large", "full", "high", "xl")
+HARDWARE = (("3090-offload", 1), ("4x3090", 4), ("2x3090", 2), ("3090", 0), ("4xa100-zero3", 5),
+            ("4xa100-tp2", 6), ("8xa100", 7), ("a100", 3))
+
+
+def order(path: Path) -> tuple:
+    stem = path.stem
+
+    def rank(words):
+        return next((i for i, word in enumerate(words) if word in stem), len(words))
+
+    hardware = next((place for suffix, place in HARDWARE if stem.endswith(suffix)), 0)
+    return stem[:7], "memory" in stem, rank(MODELS), rank(SIZES), hardware, stem
+
+
+def collect(examples: Path = EXAMPLES) -> list[dict]:
+    paths = sorted(examples.glob("seed*.yaml"), key=order)
+    return [{**header(path), **result} for path, result in zip(paths, run_all(paths))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/scenarios.md is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is stale (nothing is written)")
+    parser.add_argument("--examples", type=Path, default=EXAMPLES, help="folder of seed*.yaml examples")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the markdown file to write or check")
     args = parser.parse_args(argv)
-    items = [scenario(path) for path in sorted((ROOT / "examples").glob("seed*.yaml"))]
-    text = render(items)
+    text = render(collect(args.examples))
     if args.check:
-        stale = not DOC.exists() or DOC.read_text() != text
-        print("docs/scenarios.md is stale: run python scripts/scenarios.py" if stale else "docs/scenarios.md is current")
-        return 1 if stale else 0
-    DOC.write_text(text)
-    print(f"wrote {DOC.relative_to(ROOT)}: {len(items)} scenarios")
+        current = args.doc.read_text(encoding="utf-8") if args.doc.exists() else ""
+        if current != text:
+            print(f"{args.doc} is stale: run python scripts/scenarios.py", file=sys.stderr)
+            return 1
+        print(f"{args.doc} is current")
+        return 0
+    args.doc.write_text(text, encoding="utf-8")
+    print(f"wrote {args.doc}")
     return 0
 
 
