@@ -113,16 +113,7 @@ class Compiler:
     def knobs_of(self, node: expr.Node) -> frozenset:
         key = id(node)
         if key not in self._knobs_cache:
-            if isinstance(node, expr.Name):
-                if node.name in self.domains:
-                    found = frozenset([node.name])
-                elif node.name in self.rules.derived:
-                    found = self.knobs_of(self.rules.derived[node.name])
-                else:
-                    found = frozenset()
-            else:
-                found = frozenset().union(*(self.knobs_of(child) for child in expr.children(node)))
-            self._knobs_cache[key] = found
+            self._knobs_cache[key] = self.rules.knobs_read(node)
         return self._knobs_cache[key]
 
     def table(self, node: expr.Node) -> Table | None:

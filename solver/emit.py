@@ -11,7 +11,8 @@ from .goal import Problem
 from .load import Document
 
 DEEPSPEED_OPTIMIZERS = {"adamw": "AdamW", "lion": "Lion", "sgd": "SGD"}  # DeepSpeed config "type" names
-HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd", "lion": "lion_32bit",
+HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "paged-adamw": "paged_adamw_32bit",
+                 "paged-adamw-8bit": "paged_adamw_8bit", "sgd": "sgd", "lion": "lion_32bit",
                  "adafactor": "adafactor"}                                  # TrainingArguments.optim values
 
 

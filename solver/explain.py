@@ -12,7 +12,9 @@ from .solve import Plan, solve, with_rules
 ESTIMATE = {"params": "model.params", "trainable_params": "trainable_params",
             "memory_per_gpu_bytes": "memory_per_gpu", "cpu_memory_bytes": "cpu_memory",
             "tokens_per_second": "tokens_per_second", "train_seconds": "train_seconds",
-            "model_flops_utilization": "model_flops_utilization", "gpu_hours": "gpu_hours"}
+            "model_flops_utilization": "model_flops_utilization", "gpu_hours": "gpu_hours",
+            "global_batch_sequences": "sequences_per_step", "tokens_per_step": "tokens_per_step",
+            "optimizer_steps": "steps"}
 BREAKDOWN = {"weights": "weight_memory", "gradients": "gradient_memory", "optimizer": "optimizer_memory",
              "activations": "activation_memory", "other": "other_memory"}
 
@@ -101,6 +103,10 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
             lines.append(f"  host memory per node for offload: {format_value(values['cpu_memory'], 'bytes')}")
         deadline = inputs["goal.deadline_seconds"]
         lines.append("")
+        lines.append(f"Batch  {format_value(values['sequences_per_step'], 'int')} sequences x {config['context']:,} tokens = "
+                     f"{format_value(values['tokens_per_step'], 'int')} tokens per optimizer step "
+                     f"({'as the config runs' if inputs['data.batch_from_config'] else inputs['data.batch_source']}), "
+                     f"{format_value(values['steps'], 'int')} optimizer steps")
         lines.append(f"Time  {format_value(values['train_seconds'], 'time')} for "
                      f"{format_value(inputs['data.tokens'])} tokens at {format_value(values['tokens_per_second'], 'int')}"
                      f" tokens/s, MFU {format_value(values['model_flops_utilization'], 'pct')}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +48,9 @@ def load_problem(path: str | Path, pinned: bool = False, extra_rules: tuple = ()
     data = document.data
     model = _model_inputs(document)
     gpu = catalog.find_gpu(data["hardware"]["gpu"], document.path, document.where(("hardware", "gpu")))
-    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(data["hardware"]), **_data_inputs(data),
+    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(data["hardware"]), **_data_inputs(data, pinned),
               "task": data.get("task", "finetune"), "attention_flash": data.get("attention", "flash") == "flash",
-              "loss_chunked": data.get("loss", "standard") == "chunked",
+              "loss": data.get("loss", "standard"),
               "goal.deadline_seconds": _deadline_seconds(document)}
     tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()}}
     base = Path(document.path).parent
@@ -106,10 +108,16 @@ def _hardware_inputs(hardware: dict) -> dict:
             "hardware.price_per_gpu_hour": hardware.get("price_per_gpu_hour", 0)}
 
 
-def _data_inputs(data: dict) -> dict:
+def _data_inputs(data: dict, pinned: bool) -> dict:
     spec = data["data"]
+    sequences, tokens = spec.get("global_batch", 0), spec.get("global_batch_tokens", 0)
+    source = ("data.global_batch" if sequences else "data.global_batch_tokens" if tokens
+              else f"the default for {data.get('task', 'finetune')} in rules/batch.yaml")
     return {"data.tokens": float(spec["tokens"]), "data.synthetic_pressure": spec.get("synthetic_pressure", "none"),
-            "data.synthetic_share": spec.get("synthetic_share", 0), "data.global_batch": spec.get("global_batch", 0)}
+            "data.synthetic_share": spec.get("synthetic_share", 0), "data.global_batch": sequences,
+            "data.global_batch_tokens": float(tokens), "data.batch_source": source,
+            # a config file that names no global batch is checked at its own batch
+            "data.batch_from_config": pinned and not sequences and not tokens}
 
 
 def _deadline_seconds(document: Document) -> float:
@@ -131,12 +139,15 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
                              f"a knob among {', '.join(rules.knobs)}, not {name!r}")
     constants = problem.evaluator().constant
     domains = {}
-    for name, knob in rules.knobs.items():
+    later = [name for name, knob in rules.knobs.items() if knob.divides is not None and name not in given]
+    for name, knob in sorted(rules.knobs.items(), key=lambda item: item[0] in later):
         file, where = (overrides_file, name) if name in overrides else (document.path, document.where(("knobs", name)))
         if name in given:
             values = given[name] if isinstance(given[name], list) else [given[name]]
         elif pinned:
             values = [_assumed(knob, constants, file, where)]
+        elif knob.divides is not None:
+            values = _divisors_over(problem, knob.divides, domains)
         else:
             limit = constants(knob.at_most) if knob.at_most is not None else None
             values = [value for value in knob.default if limit is None or value <= limit]
@@ -148,7 +159,20 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
         if pinned and len(values) != 1:
             raise InputError(file, where, f"one value for {name} in a config (the config file does not set it)")
         domains[name] = tuple(values)
-    return domains
+    return {name: domains[name] for name in rules.knobs}
+
+
+def _divisors_over(problem: Problem, node: expr.Node, domains: dict) -> list[int]:
+    """Every divisor of ``node``'s value, for each combination of the knobs it reads."""
+    evaluator, knobs = problem.evaluator(), sorted(problem.rules.knobs_read(node))
+    found = set()
+    for combination in itertools.product(*(domains[knob] for knob in knobs)):
+        target = evaluator.value(node, dict(zip(knobs, combination)), {})
+        if isinstance(target, (int, float)) and math.isfinite(target) and target >= 1:
+            target = int(target)
+            small = [d for d in range(1, math.isqrt(target) + 1) if target % d == 0]
+            found.update(small + [target // d for d in small])
+    return sorted(found) or [1]
 
 
 def _assumed(knob, constants, file: str, where: str):

@@ -22,7 +22,7 @@ from .errors import InputError
 from .load import Document, read
 from .validate import validate
 
-SHIPPED_PACKS = ("knobs.yaml", "memory.yaml", "time.yaml", "parallelism.yaml", "synthetic.yaml")
+SHIPPED_PACKS = ("knobs.yaml", "batch.yaml", "memory.yaml", "time.yaml", "parallelism.yaml", "synthetic.yaml")
 PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}]+))?\}")
 
 
@@ -33,6 +33,7 @@ class Knob:
     default: tuple         # the search domain when a goal says nothing
     at_most: expr.Node | None
     assumed: object        # value a config takes when it leaves the knob out
+    divides: expr.Node | None = None  # default domain: every divisor of this expression's value
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,19 @@ class RuleSet:
     objectives: dict[str, str] = field(default_factory=dict)
     origin: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (file, place)
     order: list[str] = field(default_factory=list)         # derived names, dependencies first
+    _knobs_memo: dict = field(default_factory=dict, repr=False)
+
+    def knobs_read(self, node: expr.Node) -> frozenset[str]:
+        """Knobs an expression reads, directly or through derived quantities."""
+        found = set()
+        for name in expr.names(node):
+            if name in self.knobs:
+                found.add(name)
+            elif name in self.derived:
+                if name not in self._knobs_memo:
+                    self._knobs_memo[name] = self.knobs_read(self.derived[name])
+                found |= self._knobs_memo[name]
+        return frozenset(found)
 
     def message_names(self, constraint: Constraint) -> list[tuple[str, expr.Node, str | None]]:
         return [(text, expr.parse(text, constraint.file, constraint.where), spec)
@@ -103,10 +117,12 @@ def _merge(rules: RuleSet, doc: Document) -> None:
         claim(name, "knob", ("knobs", name), rules.knobs)
         values = spec["values"] if isinstance(spec["values"], str) else tuple(spec["values"])
         default = tuple(spec.get("default", values))
-        at_most = spec.get("at_most")
+        at_most, divides = spec.get("at_most"), spec.get("divides")
         rules.knobs[name] = Knob(name, values, default,
                                  expr.parse(at_most, doc.path, doc.where(("knobs", name, "at_most")))
-                                 if at_most is not None else None, spec.get("assumed", default[0]))
+                                 if at_most is not None else None, spec.get("assumed", default[0]),
+                                 expr.parse(divides, doc.path, doc.where(("knobs", name, "divides")))
+                                 if divides is not None else None)
     for name, spec in (data.get("params") or {}).items():
         claim(name, "param", ("params", name), rules.params)
         rules.params[name] = spec["value"]
