@@ -93,7 +93,7 @@ def test_synthetic_share_alone_sets_the_pressure_level(tmp_goal):
     from tplan.goal import load_problem
 
     def level(tokens, share, **knobs):
-        goal = {"model": "qwen2.5-0.5b", "task": "finetune", "data": {"tokens": tokens, "synthetic_share": share},
+        goal = {"model": "qwen2.5-0.5b", "task": "finetune", "data": {"tokens": tokens, "synthetic_share": share, "global_batch": 1},
                 "hardware": {"gpu": "a100-80gb"},
                 "knobs": {"precision": "bf16", "micro_batch": 1, "grad_accum": 1, "context": 4096, "lora_rank": 0,
                           "quantization": "none", "zero_stage": 0, "offload": "none", "gpus": 1, "tp": 1, "pp": 1,
