@@ -11,8 +11,10 @@ from .load import read
 
 SHAPE_DEFAULTS = {"head_dim": None, "kv_heads": None, "norm": "rmsnorm", "norms_per_layer": 2,
                   "qk_norm": False, "qkv_bias": False, "attn_out_bias": False, "mlp_bias": False,
-                  "position_embeddings": 0, "experts": 1, "experts_per_token": 1, "gated_mlp": True,
-                  "tied_embeddings": False, "max_context": 0, "dropout": False}
+                  "position_embeddings": 0, "experts": 1, "experts_per_token": 1, "expert_ffn_hidden": None,
+                  "shared_expert_ffn_hidden": 0, "shared_expert_gate": False, "dense_layers": 0,
+                  "gated_mlp": True, "tied_embeddings": False, "max_context": 0, "dropout": False}
+PARAMS_TOLERANCE = 0.03     # an explicit `params` may differ this much from the count of its shape
 SHAPE_REQUIRED = ("layers", "hidden", "heads", "ffn_hidden", "vocab")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -53,10 +55,13 @@ def find_model(name: str, file: str, where: str) -> dict:
 
 
 def complete_shape(shape: dict) -> dict:
-    """Fill defaults (head_dim = hidden / heads, kv_heads = heads) of an architecture."""
+    """Fill defaults (head_dim = hidden / heads, kv_heads = heads, expert width = ffn_hidden)."""
     full = {**SHAPE_DEFAULTS, **shape}
     full["kv_heads"] = full["kv_heads"] or full["heads"]
     full["head_dim"] = full["head_dim"] or full["hidden"] // full["heads"]
+    full["expert_ffn_hidden"] = full["expert_ffn_hidden"] or full["ffn_hidden"]
+    if full["experts"] == 1:
+        full["dense_layers"] = full["layers"]
     return full
 
 
@@ -64,24 +69,59 @@ def _norm_params(shape: dict) -> int:
     return {"rmsnorm": 1, "layernorm": 2, "none": 0}[shape["norm"]] * shape["hidden"]
 
 
-def _mlp_params(shape: dict) -> int:
-    hidden, ffn = shape["hidden"], shape["ffn_hidden"]
+def _mlp_params(shape: dict, width: int) -> int:
+    """One MLP of inner ``width``: gate (if gated), up and down matrices, with their biases."""
+    hidden = shape["hidden"]
     matrices = 3 if shape["gated_mlp"] else 2
-    bias = (ffn * (matrices - 1) + hidden) if shape["mlp_bias"] else 0
-    return matrices * hidden * ffn + bias
+    bias = (width * (matrices - 1) + hidden) if shape["mlp_bias"] else 0
+    return matrices * hidden * width + bias
 
 
-def layer_params(shape: dict, active_only: bool = False) -> int:
-    """Parameters of one transformer block (all experts, or the routed ones when ``active_only``)."""
-    shape = complete_shape(shape)
+def _attention_params(shape: dict) -> int:
     hidden, heads, kv, head_dim = shape["hidden"], shape["heads"], shape["kv_heads"], shape["head_dim"]
     attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
     attention += (heads + 2 * kv) * head_dim if shape["qkv_bias"] else 0
     attention += hidden if shape["attn_out_bias"] else 0
-    attention += 2 * head_dim if shape["qk_norm"] else 0
-    experts = shape["experts_per_token"] if active_only else shape["experts"]
-    router = hidden * shape["experts"] if shape["experts"] > 1 else 0
-    return attention + experts * _mlp_params(shape) + router + shape["norms_per_layer"] * _norm_params(shape)
+    return attention + (2 * head_dim if shape["qk_norm"] else 0)
+
+
+def _moe_mlp_params(shape: dict, routed: int) -> int:
+    """The MLP of a mixture-of-experts block with ``routed`` experts counted, its shared expert
+    (and that expert's sigmoid gate) and the router."""
+    shared = _mlp_params(shape, shape["shared_expert_ffn_hidden"]) if shape["shared_expert_ffn_hidden"] else 0
+    gate = shape["hidden"] if shape["shared_expert_gate"] else 0
+    return routed * _mlp_params(shape, shape["expert_ffn_hidden"]) + shared + gate + shape["hidden"] * shape["experts"]
+
+
+def blocks_params(shape: dict, active_only: bool = False) -> int:
+    """Parameters of all transformer blocks (every expert, or those a token is routed to)."""
+    shape = complete_shape(shape)
+    routed = shape["experts_per_token"] if active_only else shape["experts"]
+    common = _attention_params(shape) + shape["norms_per_layer"] * _norm_params(shape)
+    dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
+    return (shape["layers"] * common + dense * _mlp_params(shape, shape["ffn_hidden"])
+            + sparse * _moe_mlp_params(shape, routed))
+
+
+def layer_params(shape: dict) -> int:
+    """Parameters of the largest transformer block."""
+    shape = complete_shape(shape)
+    common = _attention_params(shape) + shape["norms_per_layer"] * _norm_params(shape)
+    mlp = max(_mlp_params(shape, shape["ffn_hidden"]) if shape["dense_layers"] else 0,
+              _moe_mlp_params(shape, shape["experts"]) if shape["dense_layers"] < shape["layers"] else 0)
+    return common + mlp
+
+
+def mlp_widths_per_token(shape: dict) -> tuple[float, float]:
+    """(MLP blocks, summed inner width) a token passes through per layer, averaged over the layers;
+    what activations and fp8 casts scale with."""
+    shape = complete_shape(shape)
+    dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
+    shared = 1 if shape["shared_expert_ffn_hidden"] else 0
+    blocks = dense + sparse * (shape["experts_per_token"] + shared)
+    width = dense * shape["ffn_hidden"] + sparse * (shape["experts_per_token"] * shape["expert_ffn_hidden"]
+                                                    + shape["shared_expert_ffn_hidden"])
+    return blocks / shape["layers"], width / shape["layers"]
 
 
 def count_params(shape: dict, active_only: bool = False) -> int:
@@ -89,53 +129,136 @@ def count_params(shape: dict, active_only: bool = False) -> int:
     shape = complete_shape(shape)
     embeddings = shape["vocab"] * shape["hidden"] + shape["position_embeddings"] * shape["hidden"]
     head = 0 if shape["tied_embeddings"] else shape["vocab"] * shape["hidden"]
-    blocks = shape["layers"] * layer_params(shape, active_only)
-    return embeddings + blocks + _norm_params(shape) + head
+    return embeddings + blocks_params(shape, active_only) + _norm_params(shape) + head
 
 
 def lora_params_per_rank(shape: dict, targets: list[str]) -> int:
-    """Adapter parameters per unit of rank: each target matrix d_in x d_out adds r * (d_in + d_out)."""
+    """Adapter parameters per unit of rank: each target matrix d_in x d_out adds r * (d_in + d_out);
+    an MLP target adapts that projection in every expert and shared expert (PEFT matches by name)."""
     shape = complete_shape(shape)
-    hidden, ffn = shape["hidden"], shape["ffn_hidden"]
+    hidden = shape["hidden"]
     q_out, kv_out = shape["heads"] * shape["head_dim"], shape["kv_heads"] * shape["head_dim"]
-    sizes = {"q": hidden + q_out, "k": hidden + kv_out, "v": hidden + kv_out, "o": q_out + hidden,
-             "gate": hidden + ffn if shape["gated_mlp"] else 0, "up": hidden + ffn, "down": ffn + hidden}
-    experts = shape["experts"] if shape["experts"] > 1 else 1
-    per_layer = sum(sizes[target] * (experts if target in ("gate", "up", "down") else 1) for target in targets)
-    return shape["layers"] * per_layer
+    attention = {"q": hidden + q_out, "k": hidden + kv_out, "v": hidden + kv_out, "o": q_out + hidden}
+
+    def mlp(width: int) -> int:
+        sizes = {"gate": hidden + width if shape["gated_mlp"] else 0, "up": hidden + width, "down": width + hidden}
+        return sum(sizes[target] for target in targets if target in sizes)
+
+    moe = shape["experts"] * mlp(shape["expert_ffn_hidden"]) + (
+        mlp(shape["shared_expert_ffn_hidden"]) if shape["shared_expert_ffn_hidden"] else 0)
+    dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
+    per_layer_attention = sum(attention[target] for target in targets if target in attention)
+    return shape["layers"] * per_layer_attention + dense * mlp(shape["ffn_hidden"]) + sparse * moe
+
+
+# config.json families tplan counts exactly (tests/test_architectures.py checks each against the model
+# transformers builds on the meta device). Per family: the defaults its config class applies when a
+# key is missing, and the parts of its blocks that no key states.
+HF_FAMILIES = {
+    "llama": {"tied_embeddings": False}, "mistral": {"tied_embeddings": False},
+    "mixtral": {"tied_embeddings": False}, "phi3": {"tied_embeddings": False},
+    "qwen2": {"tied_embeddings": False, "qkv_bias": True},
+    "qwen2_moe": {"tied_embeddings": False, "qkv_bias": True, "shared_expert_gate": True},
+    "qwen3": {"tied_embeddings": False, "qk_norm": True}, "qwen3_moe": {"tied_embeddings": False, "qk_norm": True},
+    "gemma": {"tied_embeddings": True}, "gemma2": {"tied_embeddings": True, "norms_per_layer": 4},
+    "gemma3_text": {"tied_embeddings": True, "norms_per_layer": 4, "qk_norm": True},
+    "gpt2": {"tied_embeddings": True, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
+             "attn_out_bias": True, "mlp_bias": True, "dropout": True},
+    "gpt_neox": {"tied_embeddings": False, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
+                 "attn_out_bias": True, "mlp_bias": True},
+}
+HF_ALIASES = {"gemma3": "gemma3_text"}       # multimodal wrappers whose text_config holds the LM
+UNSUPPORTED_FAMILIES = {"deepseek_v2": "multi-head latent attention (low-rank q and kv projections)",
+                        "deepseek_v3": "multi-head latent attention (low-rank q and kv projections)"}
 
 
 def shape_from_hf_config(path: str, file: str, where: str) -> dict:
-    """Architecture from a Hugging Face config.json on disk (Llama/Qwen/Mistral/Gemma/Phi/GPT-2 style)."""
+    """Architecture from a Hugging Face config.json on disk, for the families in HF_FAMILIES;
+    any other family is refused rather than guessed."""
     config = read(path).data
-    if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
-        config = {**config, **config["text_config"]}  # multimodal wrappers (Gemma 3) keep the LM here
     if not isinstance(config, dict):
         raise InputError(path, "top level", "a JSON object (a Hugging Face config.json)")
-    get = lambda *keys, default=None: next((config[k] for k in keys if config.get(k) is not None), default)  # noqa: E731
-    model_type = str(config.get("model_type", ""))
-    gpt2 = model_type == "gpt2"
-    shape = {"layers": get("num_hidden_layers", "n_layer"), "hidden": get("hidden_size", "n_embd", "d_model"),
-             "heads": get("num_attention_heads", "n_head"), "kv_heads": get("num_key_value_heads"),
-             "head_dim": get("head_dim"), "vocab": get("vocab_size"),
-             "ffn_hidden": get("intermediate_size", "n_inner"),
-             "tied_embeddings": bool(get("tie_word_embeddings", default=True)),  # HF default
-             "experts": get("num_local_experts", "num_experts", default=1),
-             "experts_per_token": get("num_experts_per_tok", default=1),
-             "max_context": get("max_position_embeddings", "n_positions", default=0)}
-    if gpt2:
-        shape.update(ffn_hidden=shape["ffn_hidden"] or 4 * shape["hidden"], gated_mlp=False, norm="layernorm",
-                     qkv_bias=True, attn_out_bias=True, mlp_bias=True, tied_embeddings=True,
-                     position_embeddings=get("n_positions", default=1024))
-    elif model_type.startswith("gemma"):
-        shape.update(norms_per_layer=4 if model_type != "gemma" else 2, qk_norm=model_type.startswith("gemma3"))
-    elif model_type.startswith("qwen2"):
-        shape.update(qkv_bias=True)
-    elif model_type.startswith("qwen3"):
-        shape.update(qk_norm=True)
+    if isinstance(config.get("text_config"), dict):
+        config = {**config, **config["text_config"]}  # multimodal wrappers (Gemma 3) keep the LM here
+    family = HF_ALIASES.get(str(config.get("model_type", "")), str(config.get("model_type", "")))
+    if family in UNSUPPORTED_FAMILIES or family not in HF_FAMILIES:
+        reason = UNSUPPORTED_FAMILIES.get(family, "its parameter layout is not one tplan knows")
+        raise InputError(path, "model_type", f"a model family tplan counts exactly ({', '.join(sorted(HF_FAMILIES))}); "
+                                             f"{family or 'no model_type'!r} has {reason} - give an explicit shape "
+                                             f"with its params instead")
+
+    def number(*keys, default=None, minimum=1):
+        key = next((k for k in keys if config.get(k) is not None), None)
+        if key is None:
+            return default
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(path, key, f"an integer >= {minimum}, not {value!r}")
+        return value
+
+    def flag(key, default):
+        value = config.get(key, default)
+        if not isinstance(value, bool):
+            raise InputError(path, key, f"true or false, not {value!r}")
+        return value
+
+    shape = {**HF_FAMILIES[family],
+             "layers": number("num_hidden_layers", "n_layer"), "hidden": number("hidden_size", "n_embd", "d_model"),
+             "heads": number("num_attention_heads", "n_head"), "kv_heads": number("num_key_value_heads"),
+             "head_dim": number("head_dim"), "vocab": number("vocab_size"),
+             "ffn_hidden": number("intermediate_size", "n_inner"),
+             "max_context": number("max_position_embeddings", "n_positions", default=0, minimum=0)}
+    shape["tied_embeddings"] = flag("tie_word_embeddings", shape["tied_embeddings"])
+    if family in ("llama", "qwen3", "qwen3_moe", "gpt_neox"):
+        bias = flag("attention_bias", shape.get("qkv_bias", False))
+        shape.update(qkv_bias=bias, attn_out_bias=bias or family == "gpt_neox")
+    if family == "llama":
+        shape["mlp_bias"] = flag("mlp_bias", False)
+    if family == "gpt2":
+        shape.update(ffn_hidden=shape["ffn_hidden"] or 4 * (shape["hidden"] or 0),
+                     position_embeddings=number("n_positions", default=1024))
+    _moe_from_hf(family, config, shape, number, path)
     missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
     if missing:
         raise InputError(path, "top level", f"config.json keys for {', '.join(missing)} "
                                             f"(e.g. num_hidden_layers, hidden_size, num_attention_heads, "
                                             f"intermediate_size, vocab_size)")
+    check_shape(shape, path, "top level")
     return {key: value for key, value in shape.items() if value is not None}
+
+
+def _moe_from_hf(family: str, config: dict, shape: dict, number, path: str) -> None:
+    """Experts, their width, shared experts and dense layers of the MoE families."""
+    if family == "mixtral":
+        shape.update(experts=number("num_local_experts", default=8), experts_per_token=number("num_experts_per_tok", default=2))
+    elif family in ("qwen2_moe", "qwen3_moe"):
+        experts = number("num_experts", default=0, minimum=0)
+        if not experts:
+            shape["shared_expert_gate"] = False
+            return
+        step, only = number("decoder_sparse_step", default=1), config.get("mlp_only_layers") or []
+        if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
+            raise InputError(path, "mlp_only_layers", f"a list of layer indices, not {only!r}")
+        sparse = [i for i in range(shape["layers"]) if (i + 1) % step == 0 and i not in only]
+        shape.update(experts=experts, experts_per_token=number("num_experts_per_tok"),
+                     expert_ffn_hidden=number("moe_intermediate_size"),
+                     dense_layers=shape["layers"] - len(sparse))
+        if family == "qwen2_moe":
+            shape["shared_expert_ffn_hidden"] = number("shared_expert_intermediate_size", default=0, minimum=0)
+            shape["shared_expert_gate"] = bool(shape["shared_expert_ffn_hidden"])
+
+
+def check_shape(shape: dict, file: str, where: str) -> None:
+    """An architecture whose parts fit together: heads split the width, kv heads split the heads."""
+    full = complete_shape(shape)
+    problems = []
+    if shape.get("head_dim") is None and full["hidden"] % full["heads"]:
+        problems.append(f"hidden {full['hidden']} divisible by heads {full['heads']} (or an explicit head_dim)")
+    if full["heads"] % full["kv_heads"]:
+        problems.append(f"kv_heads {full['kv_heads']} dividing heads {full['heads']}")
+    if full["experts_per_token"] > full["experts"]:
+        problems.append(f"experts_per_token {full['experts_per_token']} at most experts {full['experts']}")
+    if full["dense_layers"] > full["layers"]:
+        problems.append(f"dense_layers {full['dense_layers']} at most layers {full['layers']}")
+    if problems:
+        raise InputError(file, where, "an architecture with " + "; ".join(problems))

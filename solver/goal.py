@@ -78,11 +78,18 @@ def _model_inputs(document: Document) -> dict:
         name, params = spec.get("name", config_path.parent.name or "hf-config"), spec.get("params")
     else:
         shape, name, params = spec, spec.get("name", "custom"), spec.get("params")
-    shape = catalog.complete_shape({key: value for key, value in shape.items()
-                                    if key in catalog.SHAPE_DEFAULTS or key in catalog.SHAPE_REQUIRED})
+    shape = {key: value for key, value in shape.items() if key in catalog.SHAPE_DEFAULTS or key in catalog.SHAPE_REQUIRED}
+    catalog.check_shape(shape, document.path, where)
+    shape = catalog.complete_shape(shape)
     counted = catalog.count_params(shape)
+    if params and abs(params / counted - 1) > catalog.PARAMS_TOLERANCE:
+        raise InputError(document.path, document.where(("model", "params")),
+                         f"params within {catalog.PARAMS_TOLERANCE:.0%} of the count of the shape it gives "
+                         f"({counted:,}), not {params:,.0f}: memory follows the shape and FLOPs the count, so "
+                         f"they must describe one model (drop params, or fix the shape)")
     total = float(params or counted)
     active = catalog.count_params(shape, active_only=True) * total / counted
+    blocks_per_token, width_per_token = catalog.mlp_widths_per_token(shape)
     targets = document.data.get("lora_targets", list(catalog.LORA_TARGETS))
     largest = max(shape["vocab"] * shape["hidden"], catalog.layer_params(shape))
     inputs = {f"model.{key}": value for key, value in shape.items()}
@@ -90,7 +97,8 @@ def _model_inputs(document: Document) -> dict:
     inputs.update({"model.name": name, "model.params": total, "model.active_params": active,
                    "model.embedding_params": float(embeddings),
                    "model.lora_params_per_rank": float(catalog.lora_params_per_rank(shape, targets)),
-                   "model.largest_layer_params": float(largest)})
+                   "model.largest_layer_params": float(largest),
+                   "model.mlp_blocks_per_token": blocks_per_token, "model.mlp_width_per_token": width_per_token})
     return inputs
 
 
