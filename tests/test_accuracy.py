@@ -29,11 +29,8 @@ def records(sections, key) -> dict:
     return {record["id"]: record for record in sections[key]["records"]}
 
 
-def figures_yaml() -> dict | None:
-    for path in (ROOT.parent / "shared" / "reference" / "figures.yaml", ROOT / "shared" / "reference" / "figures.yaml"):
-        if path.exists():
-            return yaml.safe_load(path.read_text())
-    return None
+def figures_yaml() -> dict:
+    return yaml.safe_load((ROOT / "data" / "published" / "figures.yaml").read_text())
 
 
 # ---------------------------------------------------------------- the transcription
@@ -41,8 +38,6 @@ def figures_yaml() -> dict | None:
 
 def test_transcribed_figures_match_figures_yaml():
     figures = figures_yaml()
-    if figures is None:
-        pytest.skip("shared/reference/figures.yaml is not in this checkout")
     assert accuracy.PARAM_COUNTS == {k: v for k, v in figures["param_counts"].items() if k != "source"}
     assert accuracy.GPUS == {k: v for k, v in figures["gpus"].items() if k != "source"}
     for name, entry in accuracy.MORE_GPUS.items():

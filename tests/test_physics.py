@@ -1,4 +1,4 @@
-"""Physics against published formulas and verdicts (../shared/reference/figures.yaml)."""
+"""Physics against published formulas and verdicts (data/published/figures.yaml)."""
 
 from __future__ import annotations
 
