@@ -163,7 +163,7 @@ HF_FAMILIES = {
     "gemma": {"tied_embeddings": True}, "gemma2": {"tied_embeddings": True, "norms_per_layer": 4},
     "gemma3_text": {"tied_embeddings": True, "norms_per_layer": 4, "qk_norm": True},
     "gpt2": {"tied_embeddings": True, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
-             "attn_out_bias": True, "mlp_bias": True, "dropout": True},
+             "attn_out_bias": True, "mlp_bias": True},
     "gpt_neox": {"tied_embeddings": False, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
                  "attn_out_bias": True, "mlp_bias": True},
 }
@@ -215,8 +215,10 @@ def shape_from_hf_config(path: str, file: str, where: str) -> dict:
     if family == "llama":
         shape["mlp_bias"] = flag("mlp_bias", False)
     if family == "gpt2":
+        dropout = [config.get(key, 0.1) for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop")]  # GPT2Config defaults
         shape.update(ffn_hidden=shape["ffn_hidden"] or 4 * (shape["hidden"] or 0),
-                     position_embeddings=number("n_positions", default=1024))
+                     position_embeddings=number("n_positions", default=1024),
+                     dropout=any(isinstance(p, (int, float)) and p > 0 for p in dropout))
     _moe_from_hf(family, config, shape, number, path)
     missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
     if missing:
