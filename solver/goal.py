@@ -147,8 +147,8 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
                              f"a knob among {', '.join(rules.knobs)}, not {name!r}")
     constants = problem.evaluator().constant
     domains = {}
-    later = [name for name, knob in rules.knobs.items() if knob.divides is not None and name not in given]
-    for name, knob in sorted(rules.knobs.items(), key=lambda item: item[0] in later):
+    # knobs whose default domain divides an expression come last: it may read the other knobs' domains
+    for name, knob in sorted(rules.knobs.items(), key=lambda item: item[1].divides is not None):
         file, where = (overrides_file, name) if name in overrides else (document.path, document.where(("knobs", name)))
         if name in given:
             values = given[name] if isinstance(given[name], list) else [given[name]]
