@@ -6,7 +6,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, nearest, quote
 from .load import read
 
 SHAPE_DEFAULTS = {"head_dim": None, "kv_heads": None, "norm": "rmsnorm", "norms_per_layer": 2,
@@ -15,6 +15,7 @@ SHAPE_DEFAULTS = {"head_dim": None, "kv_heads": None, "norm": "rmsnorm", "norms_
                   "shared_expert_ffn_hidden": 0, "shared_expert_gate": False, "dense_layers": 0,
                   "gated_mlp": True, "tied_embeddings": False, "max_context": 0, "dropout": False}
 PARAMS_TOLERANCE = 0.03     # an explicit `params` may differ this much from the count of its shape
+HF_MAXIMUM = 2**24          # no config.json size or count is larger (Llama 4 Scout: 10.5M positions)
 SHAPE_REQUIRED = ("layers", "hidden", "heads", "ffn_hidden", "vocab")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -35,7 +36,8 @@ def models() -> dict[str, dict]:
 def find_gpu(name: str, file: str, where: str) -> dict:
     entry = gpus().get(str(name).lower())
     if entry is None:
-        raise InputError(file, where, f"a GPU from the catalog ({', '.join(sorted(gpus()))}), not {name!r}")
+        raise InputError(file, where, f"a GPU from the catalog ({', '.join(sorted(gpus()))}), "
+                                      f"not {quote(name)}{nearest(str(name).lower(), gpus())}")
     return {"id": str(name).lower(), **entry}
 
 
@@ -50,7 +52,8 @@ def find_model(name: str, file: str, where: str) -> dict:
         key = wanted.split("/")[-1] if wanted.split("/")[-1] in models() else None
     if key is None:
         raise InputError(file, where, f"a model from the catalog (see `tplan catalog models`), a "
-                                      f"{{hf_config: path}} or an explicit shape, not {name!r}")
+                                      f"{{hf_config: path}} or an explicit shape, not {quote(name)}"
+                                      f"{nearest(wanted, [*models(), *aliases])}")
     return {"id": key, **models()[key]}
 
 
@@ -192,8 +195,8 @@ def shape_from_hf_config(path: str, file: str, where: str) -> dict:
         if key is None:
             return default
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise InputError(path, key, f"an integer >= {minimum}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= HF_MAXIMUM:
+            raise InputError(path, key, f"an integer from {minimum} to {HF_MAXIMUM:,}, not {quote(value)}")
         return value
 
     def flag(key, default):

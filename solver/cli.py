@@ -1,10 +1,15 @@
-"""The `tplan` command line: solve, check, catalog. Exit 0 yes, 1 no, 2 bad input."""
+"""The `tplan` command line: solve, check, catalog, and the one error boundary around them.
+
+Exit codes: 0 yes, 1 no (infeasible goal or a failing config), 2 bad input (the message
+names the file, the place and what was expected), 3 anything unexpected (one line, never a
+traceback), 130 interrupted (nothing written).
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
@@ -15,31 +20,54 @@ from .errors import InputError
 from .explain import answer, report, suggestions
 from .goal import load_problem
 from .load import read
-from .solve import solve as run_solver
+from .write import check_targets, write_all
 
 TEAM_PACK = "tplan-rules.yaml"  # a repo-local pack picked up from the working directory
-EXIT_NO = 1
-EXIT_BAD_INPUT = 2
+EXIT_NO, EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
-def reports_input_errors(command):
-    """Turn InputError into one line on stderr and exit code 2, never a traceback."""
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except InputError as error:
-            click.echo(f"tplan: error: {error}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-    return wrapper
+def run(argv: list[str] | None = None) -> None:
+    """The console entry point: every outcome becomes an exit code and at most one line on stderr."""
+    try:
+        code = main.main(args=argv, prog_name="tplan", standalone_mode=False)
+    except InputError as error:
+        code = _fail(str(error), EXIT_BAD_INPUT)
+    except click.ClickException as error:  # usage errors: unknown option, bad option value
+        code = _fail(error.format_message(), EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        code = _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the boundary: anything else is a bug, reported in one line
+        code = _fail(f"internal error ({error.__class__.__name__}: {_shorten(str(error))}); "
+                     f"please report it with the input that caused it", EXIT_UNEXPECTED)
+    sys.exit(code or 0)
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"tplan: error: {' '.join(message.split())}", err=True)
+    return code
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class Commands(click.Group):
+    """A command group that suggests the nearest command for a misspelt one."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            near = difflib.get_close_matches(args[0], self.commands, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise click.UsageError(f"no command {args[0]!r}{hint} (commands: {', '.join(self.commands)})", ctx)
+        return super().resolve_command(ctx, args)
 
 
 def _print_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _write_json(path: str, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+def _json_text(data: dict) -> str:
+    return json.dumps(data, indent=2) + "\n"
 
 
 def _team_packs(rules: tuple[str, ...]) -> tuple[str, ...]:
@@ -48,39 +76,44 @@ def _team_packs(rules: tuple[str, ...]) -> tuple[str, ...]:
     return local + tuple(rules)
 
 
-RULES_OPTION = click.option("--rules", multiple=True, type=click.Path(dir_okay=False),
+RULES_OPTION = click.option("--rules", multiple=True, type=click.Path(),
                             help=f"Extra rule pack (repeatable); ./{TEAM_PACK} is always added when present.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tplan")
 def main():
     """Will a training run fit, how long will it take, and which settings are fastest."""
 
 
 @main.command()
-@click.argument("goal", type=click.Path(dir_okay=False))
+@click.argument("goal", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
 @click.option("--time-limit", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
               help="Seconds CP-SAT may search.")
 @click.option("--explain/--no-explain", default=True, show_default=True,
               help="Find binding rules (a plan) or suggestions (no plan); costs extra solves.")
-@click.option("--deepspeed", "deepspeed_out", type=click.Path(dir_okay=False), help="Write the plan's DeepSpeed JSON.")
-@click.option("--hf-args", "hf_out", type=click.Path(dir_okay=False),
+@click.option("--deepspeed", "deepspeed_out", type=click.Path(), help="Write the plan's DeepSpeed JSON.")
+@click.option("--hf-args", "hf_out", type=click.Path(),
               help="Write Hugging Face TrainingArguments (+ TRL PEFT keys) JSON.")
 @click.option("--launch", is_flag=True, help="Print the launch line (torchrun or deepspeed).")
 @RULES_OPTION
-@reports_input_errors
 def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rules):
     """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
+    from .solve import solve as run_solver  # OR-Tools loads only when a goal is solved
+
     problem = load_problem(goal, extra_rules=_team_packs(rules))
+    outputs = [path for path in (deepspeed_out, hf_out) if path]
+    check_targets(outputs, problem.sources)
     plan = run_solver(problem, time_limit, explain=explain)
     hints = suggestions(problem, plan, time_limit) if explain and plan.status == "infeasible" else []
     if plan.assessment is not None:
+        contents = {}
         if deepspeed_out:
-            _write_json(deepspeed_out, deepspeed_config(problem, plan.assessment))
+            contents[deepspeed_out] = _json_text(deepspeed_config(problem, plan.assessment))
         if hf_out:
-            _write_json(hf_out, hf_arguments(problem, plan.assessment, deepspeed_out))
+            contents[hf_out] = _json_text(hf_arguments(problem, plan.assessment, deepspeed_out))
+        write_all(contents)
         if launch:
             click.echo(launch_line(problem, plan.assessment, deepspeed_out or "ds_config.json"), err=as_json)
     if as_json:
@@ -90,7 +123,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
                           plan.solve_seconds))
         if plan.status == "unknown":
             click.echo(f"No plan found within --time-limit {time_limit} s; raise it or narrow the knobs.")
-    sys.exit(0 if plan.assessment is not None else EXIT_NO)
+    return 0 if plan.assessment is not None else EXIT_NO
 
 
 def _config_problem(path: str, goal: str | None, rules: tuple[str, ...]):
@@ -108,12 +141,11 @@ def _config_problem(path: str, goal: str | None, rules: tuple[str, ...]):
 
 
 @main.command()
-@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("configs", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per config (a list for several).")
-@click.option("--goal", type=click.Path(dir_okay=False),
+@click.option("--goal", type=click.Path(),
               help="Goal/config YAML giving model, data and hardware for DeepSpeed JSON configs.")
 @RULES_OPTION
-@reports_input_errors
 def check(configs, as_json, goal, rules):
     """Check pinned CONFIGS (tplan YAML or DeepSpeed JSON) against every rule; exit 1 on a violation."""
     answers, failed = [], False
@@ -132,13 +164,12 @@ def check(configs, as_json, goal, rules):
             click.echo(f"{path}: {status}")
     if as_json:
         _print_json(answers[0] if len(answers) == 1 else answers)
-    sys.exit(EXIT_NO if failed else 0)
+    return EXIT_NO if failed else 0
 
 
 @main.command()
 @click.argument("kind", type=click.Choice(["gpus", "models"]))
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
-@reports_input_errors
 def catalog(kind, as_json):
     """List the GPU or model catalog with its figures."""
     if kind == "gpus":

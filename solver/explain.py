@@ -4,10 +4,13 @@ that cannot be met, the smallest changes that would make it feasible."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from .evaluate import Assessment, format_value
 from .goal import Problem
-from .solve import Plan, solve, with_rules
+
+if TYPE_CHECKING:
+    from .solve import Plan
 
 ESTIMATE = {"params": "model.params", "trainable_params": "trainable_params",
             "memory_per_gpu_bytes": "memory_per_gpu", "cpu_memory_bytes": "cpu_memory",
@@ -54,6 +57,7 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
 def suggestions(problem: Problem, plan: Plan, time_limit: float) -> list[str]:
     """For an infeasible goal: what the best plan would break without each conflicting rule,
     and which narrowed knob, widened to its default domain, would make the goal feasible."""
+    from .solve import solve, with_rules  # OR-Tools loads only when a goal is solved
     found = []
     for rule in plan.conflict:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})

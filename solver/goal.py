@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, expr
-from .errors import InputError
+from . import catalog, expr, units
+from .errors import InputError, nearest, quote
 from .evaluate import Evaluator
 from .load import Document, read
 from .packs import RuleSet, load_rules
 from .validate import validate
 
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 GB, GIB = 1e9, 2**30
 
 
@@ -33,6 +31,7 @@ class Problem:
     model_name: str
     gpu_name: str
     lora_targets: tuple = catalog.LORA_TARGETS
+    sources: tuple = ()     # every file read to build it (outputs must never overwrite one)
 
     def evaluator(self) -> Evaluator:
         return Evaluator(self.rules, {**self.rules.params, **self.inputs}, {**self.rules.tables, **self.input_tables})
@@ -48,20 +47,23 @@ def load_problem(path: str | Path, pinned: bool = False, extra_rules: tuple = ()
     data = document.data
     model = _model_inputs(document)
     gpu = catalog.find_gpu(data["hardware"]["gpu"], document.path, document.where(("hardware", "gpu")))
-    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(data["hardware"]), **_data_inputs(data, pinned),
+    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(document), **_data_inputs(document, pinned),
               "task": data.get("task", "finetune"), "attention_flash": data.get("attention", "flash") == "flash",
               "loss": data.get("loss", "standard"),
               "goal.deadline_seconds": _deadline_seconds(document)}
     tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()}}
-    base = Path(document.path).parent
-    extra = [base / pack for pack in data.get("rules", [])] + [Path(pack) for pack in extra_rules]
+    extra = [_existing(document, Path(document.path).parent / pack, ("rules", index))
+             for index, pack in enumerate(data.get("rules", []))] + [Path(pack) for pack in extra_rules]
     rules = load_rules(extra, set(inputs) | set(tables))
     objective_name = data.get("objective", "time")
     if objective_name not in rules.objectives:
         raise InputError(document.path, document.where(("objective",)),
                          f"an objective the rule packs define ({', '.join(rules.objectives)})")
+    sources = (document.path, *map(str, extra), *([model["model.hf_config"]] if "model.hf_config" in model else []),
+               *([knobs_file] if knobs_file else []))
     problem = Problem(document.path, rules, inputs, tables, {}, rules.objectives[objective_name], objective_name,
-                      model["model.name"], gpu["name"], tuple(data.get("lora_targets", catalog.LORA_TARGETS)))
+                      model["model.name"], gpu["name"], tuple(data.get("lora_targets", catalog.LORA_TARGETS)),
+                      sources)
     problem.domains = _domains(document, problem, pinned, knobs or {}, knobs_file)
     return problem
 
@@ -69,11 +71,12 @@ def load_problem(path: str | Path, pinned: bool = False, extra_rules: tuple = ()
 def _model_inputs(document: Document) -> dict:
     spec = document.data["model"]
     where = document.where(("model",))
+    config_path = None
     if isinstance(spec, str):
         entry = catalog.find_model(spec, document.path, where)
         shape, name, params = entry, entry["id"], None
     elif "hf_config" in spec:
-        config_path = Path(document.path).parent / spec["hf_config"]
+        config_path = _existing(document, Path(document.path).parent / spec["hf_config"], ("model", "hf_config"))
         shape = catalog.shape_from_hf_config(str(config_path), document.path, document.where(("model", "hf_config")))
         name, params = spec.get("name", config_path.parent.name or "hf-config"), spec.get("params")
     else:
@@ -94,6 +97,8 @@ def _model_inputs(document: Document) -> dict:
     largest = max(shape["vocab"] * shape["hidden"], catalog.layer_params(shape))
     inputs = {f"model.{key}": value for key, value in shape.items()}
     embeddings = shape["hidden"] * (shape["vocab"] * (1 if shape["tied_embeddings"] else 2) + shape["position_embeddings"])
+    if config_path is not None:
+        inputs["model.hf_config"] = str(config_path)
     inputs.update({"model.name": name, "model.params": total, "model.active_params": active,
                    "model.embedding_params": float(embeddings),
                    "model.lora_params_per_rank": float(catalog.lora_params_per_rank(shape, targets)),
@@ -108,20 +113,33 @@ def _gpu_inputs(gpu: dict) -> dict:
             "gpu.intra_node_bandwidth": gpu["intra_node_gbs"] * GB, "gpu.pcie_bandwidth": gpu["pcie_gbs"] * GB}
 
 
-def _hardware_inputs(hardware: dict) -> dict:
+def _existing(document: Document, path: Path, key_path: tuple) -> Path:
+    """A file the goal names, which must exist: a missing one is blamed on the goal's line."""
+    if not path.exists():
+        raise InputError(document.path, document.where(key_path), f"an existing file, but {path} does not exist")
+    return path
+
+
+def _hardware_inputs(document: Document) -> dict:
+    hardware = document.data["hardware"]
     per_node, nodes = hardware.get("gpus_per_node", 1), hardware.get("nodes", 1)
+
+    def quantity(key, parse):
+        return parse(hardware[key], document.path, document.where(("hardware", key))) * GB if key in hardware else 0
+
     return {"hardware.gpus_per_node": per_node, "hardware.nodes": nodes, "hardware.total_gpus": per_node * nodes,
-            "hardware.inter_node_bandwidth": hardware.get("inter_node_gbs", 0) * GB,
-            "hardware.cpu_memory_bytes": hardware.get("cpu_memory_gb", 0) * GB,
+            "hardware.inter_node_bandwidth": quantity("inter_node_gbs", units.gigabytes_per_second),
+            "hardware.cpu_memory_bytes": quantity("cpu_memory_gb", units.gigabytes),
             "hardware.price_per_gpu_hour": hardware.get("price_per_gpu_hour", 0)}
 
 
-def _data_inputs(data: dict, pinned: bool) -> dict:
+def _data_inputs(document: Document, pinned: bool) -> dict:
+    data = document.data
     spec = data["data"]
     sequences, tokens = spec.get("global_batch", 0), spec.get("global_batch_tokens", 0)
     source = ("data.global_batch" if sequences else "data.global_batch_tokens" if tokens
               else f"the default for {data.get('task', 'finetune')} in rules/batch.yaml")
-    return {"data.tokens": float(spec["tokens"]), "data.synthetic_pressure": spec.get("synthetic_pressure", "none"),
+    return {"data.tokens": units.tokens(spec["tokens"], document.path, document.where(("data", "tokens"))), "data.synthetic_pressure": spec.get("synthetic_pressure", "none"),
             "data.synthetic_share": spec.get("synthetic_share", 0), "data.global_batch": sequences,
             "data.global_batch_tokens": float(tokens), "data.batch_source": source,
             # a config file that names no global batch is checked at its own batch
@@ -130,12 +148,7 @@ def _data_inputs(data: dict, pinned: bool) -> dict:
 
 def _deadline_seconds(document: Document) -> float:
     deadline = document.data.get("deadline")
-    if deadline is None:
-        return 0.0
-    if isinstance(deadline, (int, float)):
-        return float(deadline)
-    number, unit = re.fullmatch(r"\s*([0-9.]+)\s*([smhd])\s*", deadline).groups()
-    return float(number) * UNIT_SECONDS[unit]
+    return 0.0 if deadline is None else units.seconds(deadline, document.path, document.where(("deadline",)))
 
 
 def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict, overrides_file) -> dict:
@@ -144,7 +157,7 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
     for name in given:
         if name not in rules.knobs:
             raise InputError(document.path, document.where(("knobs", name)),
-                             f"a knob among {', '.join(rules.knobs)}, not {name!r}")
+                             f"a knob among {', '.join(rules.knobs)}, not {quote(name)}{nearest(name, rules.knobs)}")
     constants = problem.evaluator().constant
     domains = {}
     # knobs whose default domain divides an expression come last: it may read the other knobs' domains
@@ -162,8 +175,8 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
             if limit is not None and isinstance(knob.values, str) and limit not in values and limit >= 1:
                 values.append(int(limit))
         for value in values:
-            if not _allowed(knob.values, value):
-                raise InputError(file, where, f"values of {name} among {_describe(knob.values)}, not {value!r}")
+            if not _allowed(knob, value):
+                raise InputError(file, where, f"values of {name} among {_describe(knob)}, not {quote(value)}")
         if pinned and len(values) != 1:
             raise InputError(file, where, f"one value for {name} in a config (the config file does not set it)")
         domains[name] = tuple(values)
@@ -189,11 +202,13 @@ def _assumed(knob, constants, file: str, where: str):
     return knob.assumed
 
 
-def _allowed(values, value) -> bool:
-    if values == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return any(value == allowed and type(value) is type(allowed) for allowed in values)
+def _allowed(knob, value) -> bool:
+    if knob.values == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and knob.minimum <= value <= knob.maximum
+    return any(value == allowed and type(value) is type(allowed) for allowed in knob.values)
 
 
-def _describe(values) -> str:
-    return "non-negative integers" if values == "integer" else ", ".join(map(str, values))
+def _describe(knob) -> str:
+    if knob.values == "integer":
+        return f"integers from {knob.minimum} to {knob.maximum:,}"
+    return ", ".join(map(str, knob.values))

@@ -4,18 +4,17 @@ A pack declares knobs (search variables), params (named constants with sources),
 tables (look-ups keyed by a knob), derived quantities (named expressions),
 constraints and objectives. Later packs may override params and tables of earlier
 ones (that is how a team retunes a constant); any other redefinition is an error.
-Derived quantities form a graph (networkx): unknown names and cycles are reported
-with the pack, the rule and the cycle.
+Derived quantities form a graph (the standard library's graphlib): unknown names and
+cycles are reported with the pack, the rule and the cycle.
 """
 
 from __future__ import annotations
 
+import graphlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-import networkx as nx
 
 from . import expr
 from .errors import InputError
@@ -34,6 +33,8 @@ class Knob:
     at_most: expr.Node | None
     assumed: object        # value a config takes when it leaves the knob out
     divides: expr.Node | None = None  # default domain: every divisor of this expression's value
+    minimum: int = 0                  # bounds of an integer knob
+    maximum: int = 2**30
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _merge(rules: RuleSet, doc: Document) -> None:
                                  expr.parse(at_most, doc.path, doc.where(("knobs", name, "at_most")))
                                  if at_most is not None else None, spec.get("assumed", default[0]),
                                  expr.parse(divides, doc.path, doc.where(("knobs", name, "divides")))
-                                 if divides is not None else None)
+                                 if divides is not None else None, spec.get("minimum", 0), spec.get("maximum", 2**30))
     for name, spec in (data.get("params") or {}).items():
         claim(name, "param", ("params", name), rules.params)
         rules.params[name] = spec["value"]
@@ -158,8 +159,7 @@ def _check_table_keys(rules: RuleSet, doc: Document, name: str, spec: dict) -> N
 
 def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
     known = set(rules.knobs) | set(rules.params) | set(rules.tables) | set(rules.derived) | set(context_names)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(rules.derived)
+    graph: dict[str, set[str]] = {name: set() for name in rules.derived}  # name -> what it reads
 
     def require(node: expr.Node, owner: str) -> set[str]:
         used = expr.names(node)
@@ -171,8 +171,7 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
         return used
 
     for name, node in rules.derived.items():
-        for used in require(node, name) & set(rules.derived):
-            graph.add_edge(used, name)
+        graph[name] = require(node, name) & set(rules.derived)
     for constraint in rules.constraints:
         require(constraint.condition, constraint.id)
         for _, node, _ in rules.message_names(constraint):
@@ -181,10 +180,8 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
         if name not in rules.derived:
             raise InputError("rule packs", f"objectives.{objective}", f"a derived quantity, not {name!r}")
     try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        rules.order = list(nx.topological_sort(graph))
-        return
-    path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
-    raise InputError(*rules.origin[cycle[0][0]],
-                     f"derived quantities without a cycle; found {path}")
+        rules.order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as error:
+        cycle = error.args[1][::-1]  # graphlib lists it against the edges: reader before what it reads
+        raise InputError(*rules.origin[cycle[0]],
+                         f"derived quantities without a cycle; found {' -> '.join(cycle)}") from None

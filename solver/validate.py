@@ -9,7 +9,7 @@ from importlib import resources
 import jsonschema
 from referencing import Registry, Resource
 
-from .errors import InputError
+from .errors import InputError, nearest, quote
 from .load import Document
 
 SCHEMAS = ("goal", "config", "rulepack")
@@ -31,18 +31,34 @@ def validate(document: Document, name: str) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(document.data))
     while error is not None and error.parent is not None and error.parent.absolute_path == error.absolute_path:
         error = error.parent  # a failed alternative of a oneOf: describe the whole key instead
-    if error is not None:
-        raise InputError(document.path, document.where(error.absolute_path), _describe(error))
+    if error is None:
+        return
+    unknown = _unknown_keys(error)
+    if unknown:  # a misspelt key is reported as itself, not as the required key it hides
+        known = error.schema["properties"]
+        raise InputError(document.path, document.where((*error.absolute_path, unknown[0])),
+                         f"a known key ({', '.join(sorted(known))}), not {quote(unknown[0])}{nearest(unknown[0], known)}")
+    raise InputError(document.path, document.where(error.absolute_path), _describe(error))
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    if error.validator not in ("required", "additionalProperties") or not isinstance(error.instance, dict):
+        return []
+    if error.schema.get("additionalProperties") is not False:
+        return []
+    return [key for key in error.instance if key not in error.schema.get("properties", {})]
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
-        return f"one of {', '.join(map(json.dumps, error.validator_value))}, not {json.dumps(error.instance)}"
+        return (f"one of {', '.join(map(json.dumps, error.validator_value))}, not {quote(error.instance)}"
+                f"{nearest(error.instance, error.validator_value)}")
     if error.validator == "type":
-        return f"a value of type {error.validator_value}, not {json.dumps(error.instance, default=str)}"
-    if error.validator == "additionalProperties":
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"only known keys ({allowed}); {error.message}"
+        return f"a value of type {error.validator_value}, not {quote(error.instance)}"
     if error.validator == "oneOf" and error.schema.get("description"):
-        return f"{error.schema['description']} (got {json.dumps(error.instance, default=str)})"
-    return f"{error.schema.get('description', 'a valid value')} ({error.message})"
+        return f"{error.schema['description']} (got {quote(error.instance)})"
+    if error.validator == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return f"the required key {missing[0]!r}"
+    description = error.schema.get("description", "a valid value").rstrip(".")
+    return f"{description} ({error.validator} {quote(error.validator_value)}, not {quote(error.instance)})"

@@ -1,0 +1,57 @@
+"""Write output files all or nothing, and never over a file the command read.
+
+Targets are checked before any work is done (an existing folder, a regular file or a new
+name, not an input, not named twice); contents are written to temporary files beside
+their targets and renamed into place only when every one was written, so a failure or
+Ctrl-C leaves no partial output behind.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from .errors import InputError
+
+
+def check_targets(targets: list[str], inputs: list[str]) -> None:
+    """Raise InputError for a target that cannot be written or would clobber an input."""
+    read = {_identity(path) for path in inputs}
+    seen = set()
+    for target in targets:
+        path = Path(target)
+        if _identity(target) in seen:
+            raise InputError(target, "", "one output per file; two options name this one")
+        seen.add(_identity(target))
+        if _identity(target) in read:
+            raise InputError(target, "", "a new file, not one of this command's inputs (it would be overwritten)")
+        if not path.parent.is_dir():
+            raise InputError(target, "", f"a path in an existing folder ({path.parent} does not exist)")
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(target, "", "a regular file to write, not a folder, pipe or device")
+
+
+def write_all(contents: dict[str, str]) -> None:
+    """Write every file or none: temporary files first, renamed into place at the end."""
+    temporaries: list[tuple[str, str]] = []
+    target = ""
+    try:
+        for target, text in contents.items():
+            handle, temporary = tempfile.mkstemp(dir=Path(target).parent, prefix=f".{Path(target).name}.")
+            temporaries.append((temporary, target))
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+        for temporary, target in temporaries:
+            os.replace(temporary, target)
+    except OSError as error:
+        raise InputError(target, "", f"a writable location ({error.strerror or error})") from None
+    finally:
+        for temporary, _ in temporaries:
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+
+
+def _identity(path: str) -> str:
+    return os.path.realpath(path)

@@ -1,0 +1,88 @@
+"""The adversarial corpus: every file in tests/hostile is one hostile input with its verdict.
+
+A case names the files to write (text, base64 bytes, a repeated text for size bombs, a
+directory or a named pipe), the command line, the exit code and fragments of the message. Each runs the
+installed command in a fresh folder as a user would, and must: exit with the expected code,
+print no traceback, say which file is at fault, use bounded CPU time and memory, and leave no
+output file behind unless the whole command succeeded.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+CASES = sorted((Path(__file__).parent / "hostile").glob("*.yaml"))
+CPU_SECONDS = 5.0           # per case (issue 13)
+MEMORY_BYTES = 500 * 2**20  # peak resident memory per case
+WALL_SECONDS = 60           # a hung case is killed after this; the CPU bound is the assertion
+
+
+def _write(folder: Path, name: str, spec) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(spec, str):
+        path.write_text(spec, encoding="utf-8")
+    elif "base64" in spec:
+        path.write_bytes(base64.b64decode(spec["base64"]))
+    elif "repeat" in spec:
+        path.write_text(spec.get("prefix", "") + spec["repeat"] * spec["times"] + spec.get("suffix", ""))
+    elif spec.get("directory"):
+        path.mkdir()
+    elif spec.get("fifo"):
+        os.mkfifo(path)
+    else:
+        raise ValueError(f"unknown file spec {spec!r}")
+
+
+def _run(args: list[str], cwd: Path) -> tuple[int, str, float, int]:
+    """Exit code, stdout + stderr, CPU seconds and peak resident bytes of one command."""
+    with open(cwd / ".stdout", "w+b") as out, open(cwd / ".stderr", "w+b") as err:
+        process = subprocess.Popen([sys.executable, "-m", "tplan", *args], cwd=cwd, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        deadline = time.monotonic() + WALL_SECONDS
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.send_signal(signal.SIGKILL)
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.01)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        text = out.read().decode(errors="replace") + err.read().decode(errors="replace")
+    return process.returncode, text, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.stem for case in CASES])
+def test_hostile_input(case: Path, tmp_path: Path):
+    spec = yaml.safe_load(case.read_text(encoding="utf-8"))
+    for name, content in (spec.get("files") or {}).items():
+        _write(tmp_path, name, content)
+    before = {path for path in tmp_path.rglob("*")}
+    code, output, cpu, memory = _run([str(arg) for arg in spec["args"]], tmp_path)
+    assert "Traceback" not in output, output
+    assert code == spec["exit"], output
+    for fragment in spec.get("message", []):
+        assert fragment in output, f"{fragment!r} not in {output!r}"
+    if spec["exit"] == 2:
+        blamed = spec.get("blames", spec["args"][1])
+        assert output.count("\n") <= 2 and f"{blamed}:" in output, output  # one line, the user's file first
+    created = {path for path in tmp_path.rglob("*") if path.name not in (".stdout", ".stderr")} - before
+    assert {path.name for path in created} == set(spec.get("creates", [])), created
+    for name, content in (spec.get("files") or {}).items():  # inputs are never overwritten
+        if isinstance(content, str):
+            assert (tmp_path / name).read_text(encoding="utf-8") == content
+    assert cpu <= CPU_SECONDS, f"{cpu:.1f} s of CPU"
+    assert memory <= MEMORY_BYTES, f"{memory / 2**20:.0f} MiB resident"
