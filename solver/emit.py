@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import InputError
+from .errors import InputError, quote
 from .evaluate import Assessment
 from .goal import Problem
 from .load import Document
@@ -106,34 +106,85 @@ def launch_line(problem: Problem, plan: Assessment, deepspeed_path: str = "ds_co
 
 def knobs_from_deepspeed(document: Document) -> dict:
     """The tplan knobs a DeepSpeed JSON pins (the rest come from the goal beside it)."""
-    data = document.data
-    if not isinstance(data, dict):
-        raise InputError(document.path, "top level", "a DeepSpeed config object")
+    data = _section(document, ())
     knobs = {}
-    micro = data.get("train_micro_batch_size_per_gpu")
-    accum = data.get("gradient_accumulation_steps", 1)
+    micro = _integer(document, ("train_micro_batch_size_per_gpu",))
+    accum = _integer(document, ("gradient_accumulation_steps",), default=1)
     if micro is not None:
         knobs.update(micro_batch=micro, grad_accum=accum)
-        if "train_batch_size" in data:
-            dp, remainder = divmod(data["train_batch_size"], micro * accum)
+        batch = _integer(document, ("train_batch_size",))
+        if batch is not None:
+            dp, remainder = divmod(batch, micro * accum)
             if remainder or dp < 1:
                 raise InputError(document.path, "train_batch_size",
                                  f"train_micro_batch_size_per_gpu x gradient_accumulation_steps x GPUs "
-                                 f"({micro} x {accum} x n), not {data['train_batch_size']}")
+                                 f"({micro} x {accum} x n), not {batch}")
             knobs["gpus"] = dp
-    if (data.get("bf16") or {}).get("enabled"):
+    if _flag(document, ("bf16", "enabled")):
         knobs["precision"] = "bf16"
-    elif (data.get("fp16") or {}).get("enabled"):
+    elif _flag(document, ("fp16", "enabled")):
         knobs["precision"] = "fp16"
     else:
         knobs["precision"] = "fp32"
-    zero = data.get("zero_optimization") or {}
-    knobs["zero_stage"] = int(zero.get("stage", 0))
-    offload_optimizer = (zero.get("offload_optimizer") or {}).get("device", "none") not in ("none", None)
-    offload_param = (zero.get("offload_param") or {}).get("device", "none") not in ("none", None)
-    knobs["offload"] = "full" if offload_param else ("optimizer" if offload_optimizer else "none")
-    optimizer = str((data.get("optimizer") or {}).get("type", "")).lower()
+    knobs["zero_stage"] = _integer(document, ("zero_optimization", "stage"), default=0, minimum=0, maximum=3)
+    offload = {part: _choice(document, ("zero_optimization", f"offload_{part}", "device"), OFFLOAD_DEVICES)
+               for part in ("optimizer", "param")}
+    knobs["offload"] = ("full" if offload["param"] != "none" else
+                        "optimizer" if offload["optimizer"] != "none" else "none")
+    optimizer = _section(document, ("optimizer",)).get("type", "")
     by_type = {value.lower(): key for key, value in DEEPSPEED_OPTIMIZERS.items()} | {"adam": "adamw"}
-    if optimizer in by_type:
-        knobs["optimizer"] = by_type[optimizer]
+    if isinstance(optimizer, str) and optimizer.lower() in by_type:
+        knobs["optimizer"] = by_type[optimizer.lower()]
     return knobs
+
+
+OFFLOAD_DEVICES = ("none", "cpu", "nvme")  # DeepSpeed's offload device names
+
+
+def _value(document: Document, key_path: tuple):
+    value = _section(document, key_path[:-1]).get(key_path[-1])
+    if value == "auto":
+        raise InputError(document.path, ".".join(key_path),
+                         "a value, not \"auto\" (the Hugging Face Trainer fills it in at launch from its "
+                         "TrainingArguments; write the number it will be, or check the tplan config instead)")
+    return value
+
+
+def _section(document: Document, key_path: tuple) -> dict:
+    """The object at ``key_path`` ({} when absent), or an error naming where it is not an object."""
+    value = document.data
+    for depth, key in enumerate(key_path):
+        value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise InputError(document.path, ".".join(key_path[:depth + 1]), f"an object, not {quote(value)}")
+    if not isinstance(value, dict):
+        raise InputError(document.path, "top level", "a DeepSpeed config object")
+    return value
+
+
+def _integer(document: Document, key_path: tuple, default=None, minimum=1, maximum=2**24):
+    value = _value(document, key_path)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InputError(document.path, ".".join(key_path),
+                         f"an integer from {minimum} to {maximum:,}, not {quote(value)}")
+    return value
+
+
+def _flag(document: Document, key_path: tuple) -> bool:
+    value = _value(document, key_path)
+    if value is not None and not isinstance(value, bool):
+        raise InputError(document.path, ".".join(key_path), f"true or false, not {quote(value)}")
+    return bool(value)
+
+
+def _choice(document: Document, key_path: tuple, choices: tuple) -> str:
+    value = _value(document, key_path)
+    if value is None:
+        return "none"
+    if value not in choices:
+        raise InputError(document.path, ".".join(key_path), f"one of {', '.join(choices)}, not {quote(value)}")
+    return value

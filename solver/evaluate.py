@@ -21,8 +21,13 @@ def _divide(left, right):
     return left / right
 
 
+def _power(base, exponent):
+    """Powers in floating point: an exponent tower overflows (an error) instead of running forever."""
+    return math.pow(base, exponent)
+
+
 ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide,
-              "%": operator.mod, "**": operator.pow, "<": operator.lt, "<=": operator.le,
+              "%": operator.mod, "**": _power, "<": operator.lt, "<=": operator.le,
               ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 FUNCTIONS = {"min": min, "max": max, "abs": abs, "ceil": math.ceil, "floor": math.floor,
              "log2": math.log2, "sqrt": math.sqrt}
@@ -77,7 +82,10 @@ class Evaluator:
                 return bool(left) and bool(self.value(node.right, config, memo))
             if node.op == "or":
                 return bool(left) or bool(self.value(node.right, config, memo))
-            return ARITHMETIC[node.op](left, self.value(node.right, config, memo))
+            right = self.value(node.right, config, memo)
+            if node.op not in ("==", "!=") and (isinstance(left, str) or isinstance(right, str)):
+                raise TypeError(f"{node.op} needs numbers, not {left!r} and {right!r}")
+            return ARITHMETIC[node.op](left, right)
         if isinstance(node, expr.IfElse):
             branch = node.then if self.value(node.condition, config, memo) else node.otherwise
             return self.value(branch, config, memo)

@@ -61,7 +61,7 @@ def suggestions(problem: Problem, plan: Plan, time_limit: float) -> list[str]:
     found = []
     for rule in plan.conflict:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
-        other = solve(relaxed, time_limit, explain=False)
+        other = solve(relaxed, time_limit, explain=False, conflict=False)
         if other.assessment is not None:
             broken = [v.message for v in problem.evaluator().assess(other.assessment.config).violations
                       if v.rule == rule]
@@ -72,7 +72,7 @@ def suggestions(problem: Problem, plan: Plan, time_limit: float) -> list[str]:
         if len(wider) == len(problem.domains[knob.name]):
             continue
         other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      time_limit, explain=False)
+                      time_limit, explain=False, conflict=False)
         if other.assessment is not None:
             found.append(f"allowing {knob.name} in {list(wider)} fits: {knob.name} = "
                          f"{other.assessment.config[knob.name]} ({_knob_text(other.assessment.config)})")

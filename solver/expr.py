@@ -16,6 +16,7 @@ from .errors import InputError
 
 ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.Pow: "**"}
 COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+MAX_CHARACTERS = 4000   # the longest shipped expression is ~600 characters
 FUNCTIONS = {"min": (2, None), "max": (2, None), "abs": (1, 1), "ceil": (1, 1), "floor": (1, 1),
              "log2": (1, 1), "sqrt": (1, 1)}
 
@@ -69,11 +70,19 @@ def parse(text: str | int | float | bool, file: str, where: str) -> Node:
     """Parse one expression; syntax or vocabulary errors name ``file`` and ``where``."""
     if isinstance(text, (bool, int, float)):
         return Const(text)
+    text = str(text)
+    if len(text) > MAX_CHARACTERS:
+        raise InputError(file, where, f"an expression of at most {MAX_CHARACTERS} characters, not {len(text):,}")
+    if not text.isascii():  # Python would fold look-alikes (mathematical bold m) into plain names
+        odd = next(char for char in text if not char.isascii())
+        raise InputError(file, where, f"an expression in ASCII; {odd!r} (U+{ord(odd):04X}) is not")
     try:
-        tree = ast.parse(f"({str(text).strip()}\n)", mode="eval")  # parentheses let it span lines
+        tree = ast.parse(f"({text.strip()}\n)", mode="eval")  # parentheses let it span lines
+        return _translate(tree.body, file, where, text)
     except SyntaxError as error:
-        raise InputError(file, where, f"a valid expression; {error.msg} in {' '.join(str(text).split())!r}") from None
-    return _translate(tree.body, file, where, str(text))
+        raise InputError(file, where, f"a valid expression; {error.msg} in {' '.join(text.split())[:200]!r}") from None
+    except (RecursionError, MemoryError):
+        raise InputError(file, where, "an expression nested less deeply (split it into derived quantities)") from None
 
 
 def _translate(node: ast.AST, file: str, where: str, text: str) -> Node:
@@ -81,9 +90,11 @@ def _translate(node: ast.AST, file: str, where: str, text: str) -> Node:
         return _translate(child, file, where, text)
 
     def reject(what: str) -> InputError:
-        return InputError(file, where, f"{what} in {text!r}")
+        return InputError(file, where, f"{what} in {' '.join(text.split())[:200]!r}")
 
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+        if isinstance(node.value, (int, float)) and not isinstance(node.value, bool) and not abs(node.value) <= 1e30:
+            raise reject(f"numbers of magnitude at most 1e30 (not {str(node.value)[:20]})")
         return Const(node.value)
     if isinstance(node, ast.Name) and node.id in ("true", "false"):
         return Const(node.id == "true")  # YAML spelling of the Booleans

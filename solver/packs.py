@@ -17,12 +17,13 @@ from importlib import resources
 from pathlib import Path
 
 from . import expr
-from .errors import InputError
+from .errors import InputError, nearest, quote
 from .load import Document, read
 from .validate import validate
 
 SHIPPED_PACKS = ("knobs.yaml", "batch.yaml", "memory.yaml", "time.yaml", "parallelism.yaml", "synthetic.yaml")
 PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}]+))?\}")
+MESSAGE_FORMATS = ("bytes", "time", "pct", "int", "g")  # {name:format} in a message (evaluate.format_value)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,10 @@ def _merge(rules: RuleSet, doc: Document) -> None:
                                  if divides is not None else None, spec.get("minimum", 0), spec.get("maximum", 2**30))
     for name, spec in (data.get("params") or {}).items():
         claim(name, "param", ("params", name), rules.params)
+        if name in rules.params and _kind(spec["value"]) != _kind(rules.params[name]):
+            raise InputError(doc.path, doc.where(("params", name, "value")),
+                             f"a {_kind(rules.params[name])} like the {name} it overrides "
+                             f"({rules.params[name]!r}), not {quote(spec['value'])}")
         rules.params[name] = spec["value"]
     for name, spec in (data.get("tables") or {}).items():
         claim(name, "table", ("tables", name), rules.tables)
@@ -141,10 +146,19 @@ def _merge(rules: RuleSet, doc: Document) -> None:
         where = doc.where(("constraints", index, "expr"))
         constraint = Constraint(rule_id, expr.parse(spec["expr"], doc.path, where), spec["message"],
                                 spec.get("severity", "error"), doc.path, where)
+        for _, style in PLACEHOLDER.findall(spec["message"]):
+            if style and style not in MESSAGE_FORMATS:
+                raise InputError(doc.path, doc.where(("constraints", index, "message")),
+                                 f"a message format among {', '.join(MESSAGE_FORMATS)}, not {quote(style)}")
         rules.message_names(constraint)  # parse placeholders now so a typo is a load error
         rules.constraints.append(constraint)
     for objective, name in (data.get("objectives") or {}).items():
         rules.objectives[objective] = name
+        rules.origin[f"objectives.{objective}"] = (doc.path, doc.where(("objectives", objective)))
+
+
+def _kind(value) -> str:
+    return "Boolean" if isinstance(value, bool) else "number" if isinstance(value, (int, float)) else "string"
 
 
 def _check_table_keys(rules: RuleSet, doc: Document, name: str, spec: dict) -> None:
@@ -167,7 +181,7 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
         if unknown:
             raise InputError(*rules.origin[owner],
                              f"known names; {', '.join(map(repr, unknown))} is not a knob, param, table, "
-                             f"derived quantity or goal input")
+                             f"derived quantity or goal input{nearest(unknown[0], known)}")
         return used
 
     for name, node in rules.derived.items():
@@ -178,7 +192,8 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
             require(node, constraint.id)
     for objective, name in rules.objectives.items():
         if name not in rules.derived:
-            raise InputError("rule packs", f"objectives.{objective}", f"a derived quantity, not {name!r}")
+            raise InputError(*rules.origin[f"objectives.{objective}"],
+                             f"a derived quantity, not {quote(name)}{nearest(name, rules.derived)}")
     try:
         rules.order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as error:

@@ -65,6 +65,9 @@ class Search:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = self.time_limit
         solver.parameters.num_workers = self.workers  # one worker: the same input gives the same plan
+        # Ctrl-C must interrupt the command (exit 130, nothing written), not end the search early
+        # with a half-searched plan: leave SIGINT to Python, which raises once CP-SAT returns
+        solver.parameters.catch_sigint_signal = False
         # CP-SAT's presolve wrongly proved some large scaled models infeasible (ortools 9.15, an
         # 8-node goal in scripts/benchmark.py) and search is faster without it on these models.
         solver.parameters.cp_model_presolve = False
@@ -150,8 +153,12 @@ def minimal_conflict(problem: Problem, rules: list[str], time_limit: float) -> l
     return conflict
 
 
-def solve(problem: Problem, time_limit: float = 10.0, explain: bool = True) -> Plan:
+def solve(problem: Problem, time_limit: float = 10.0, explain: bool = True, conflict: bool = True) -> Plan:
+    """The best plan of ``problem``; ``explain`` adds the rules binding it, ``conflict`` the rules
+    that together rule out every plan when there is none."""
     started = time.perf_counter()
+    # a rule that fails to evaluate (10**10**10, arithmetic on a word) is a pack error, not "no plan"
+    problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
     search = Search(problem, time_limit)
     if search.emptied:
         return Plan("infeasible", None, conflict=search.emptied[:1], solve_seconds=time.perf_counter() - started)
@@ -159,9 +166,9 @@ def solve(problem: Problem, time_limit: float = 10.0, explain: bool = True) -> P
     elapsed = time.perf_counter() - started
     if assessment is None:
         name = "infeasible" if status == cp_model.INFEASIBLE else "unknown"
-        conflict = (minimal_conflict(problem, search.conflict(solver) + search.pruners, time_limit)
-                    if status == cp_model.INFEASIBLE else [])
-        return Plan(name, None, conflict=conflict, solve_seconds=elapsed, cuts=search.cuts)
+        rules = (minimal_conflict(problem, search.conflict(solver) + search.pruners, time_limit)
+                 if status == cp_model.INFEASIBLE and conflict else [])
+        return Plan(name, None, conflict=rules, solve_seconds=elapsed, cuts=search.cuts)
     elapsed = time.perf_counter() - started
     plan = Plan("optimal" if status == cp_model.OPTIMAL else "feasible", assessment,
                 solve_seconds=elapsed, cuts=search.cuts)

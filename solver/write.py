@@ -34,8 +34,10 @@ def check_targets(targets: list[str], inputs: list[str]) -> None:
 
 
 def write_all(contents: dict[str, str]) -> None:
-    """Write every file or none: temporary files first, renamed into place at the end."""
+    """Write every file or none: temporary files first, renamed into place at the end; if a
+    rename fails or is interrupted, the new files already renamed are removed again."""
     temporaries: list[tuple[str, str]] = []
+    created: list[str] = []
     target = ""
     try:
         for target, text in contents.items():
@@ -44,9 +46,15 @@ def write_all(contents: dict[str, str]) -> None:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 file.write(text)
         for temporary, target in temporaries:
+            existed = os.path.lexists(target)
             os.replace(temporary, target)
-    except OSError as error:
-        raise InputError(target, "", f"a writable location ({error.strerror or error})") from None
+            created += [] if existed else [target]
+    except BaseException as error:
+        for path in created:
+            os.unlink(path)
+        if isinstance(error, OSError):
+            raise InputError(target, "", f"a writable location ({error.strerror or error})") from None
+        raise
     finally:
         for temporary, _ in temporaries:
             if os.path.lexists(temporary):

@@ -76,7 +76,7 @@ def test_catalogs_list_gpus_and_models_with_params():
     ({"model": "llama-3.1-8b", "data": {"tokens": 1e9}}, "top level", "hardware"),
     ({"model": "llama-3.1-8b", "data": {"tokens": 1e9}, "hardware": {"gpu": "a100-90gb"}}, "hardware.gpu", "a100-80gb"),
     ({"model": "llama-9", "data": {"tokens": 1e9}, "hardware": {"gpu": "a100-80gb"}}, "model", "catalog"),
-    ({"model": "gpt2", "data": {"tokens": "many"}, "hardware": {"gpu": "a100-80gb"}}, "data.tokens", "number"),
+    ({"model": "gpt2", "data": {"tokens": "many"}, "hardware": {"gpu": "a100-80gb"}}, "data.tokens", "token count"),
     ({"model": "gpt2", "data": {"tokens": 1e9}, "hardware": {"gpu": "a100-80gb"}, "knobs": {"precision": "fp12"}},
      "knobs.precision", "bf16"),
     ({"model": "gpt2", "data": {"tokens": 1e9}, "hardware": {"gpu": "a100-80gb"}, "knobs": {"batch": 4}},
@@ -131,3 +131,65 @@ def test_team_pack_rule_blocks_a_plan(tmp_path, tmp_goal):
     code, answer = run_json("check", tmp_goal(goal))
     assert code == 1 and [v["rule"] for v in answer["violations"]] == ["team/no-fp16"]
     assert json.dumps(answer)  # serialisable
+
+
+def _run_in_process(*args: str) -> int:
+    from tplan.cli import run
+
+    with pytest.raises(SystemExit) as exit_:
+        run([str(arg) for arg in args])
+    return exit_.value.code
+
+
+def test_ctrl_c_during_the_search_exits_130_and_writes_nothing(tmp_path, capsys):
+    """A real SIGINT while CP-SAT searches a space it needs seconds for: the search is not cut
+    short into a plan; the command exits 130 with one line and no output file."""
+    import signal
+    import threading
+
+    goal = {**LLAMA_FULL_FT, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8},
+            "knobs": {"precision": "bf16", "zero_stage": 2, "offload": "none", "quantization": "none",
+                      "micro_batch": list(range(1, 65)), "context": [256 * i for i in range(1, 65)],
+                      "lora_rank": list(range(1, 65))}}
+    path, output = tmp_path / "goal.yaml", tmp_path / "ds.json"
+    path.write_text(json.dumps(goal))
+    timer = threading.Timer(2.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    try:
+        code = _run_in_process("solve", path, "--time-limit", "4", "--deepspeed", output)
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert not output.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["goal.yaml"]
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_interrupted_write_removes_the_outputs_it_created(tmp_path, monkeypatch):
+    import os
+
+    from tplan import write
+
+    real, calls = os.replace, []
+
+    def replace_then_interrupt(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(source, target)
+
+    monkeypatch.setattr(write.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write.write_all({str(tmp_path / "ds.json"): "{}", str(tmp_path / "hf.json"): "{}"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unexpected_error_is_one_line_and_exit_3(monkeypatch, capsys):
+    from tplan import goal
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("tplan.cli.load_problem", broken)
+    assert _run_in_process("solve", EXAMPLES / "quickstart.yaml") == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tplan: error: internal error (ZeroDivisionError: a bug)") and err.count("\n") == 1
