@@ -138,6 +138,8 @@ def format_value(value, spec: str | None = None) -> str:
     """Human form of a number: bytes as GiB/MiB, seconds as s/min/h/days, fractions as %."""
     if isinstance(value, (str, bool)):
         return str(value).lower() if isinstance(value, bool) else value
+    if not math.isfinite(value):
+        return "undefined" if math.isnan(value) else f"{'-' if value < 0 else ''}infinite"
     if spec == "bytes":
         return f"{value / 2**30:.1f} GiB" if abs(value) >= 2**30 else f"{value / 2**20:.1f} MiB"
     if spec == "time":

@@ -4,6 +4,7 @@ that cannot be met, the smallest changes that would make it feasible."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from .evaluate import Assessment, format_value
@@ -31,6 +32,8 @@ def estimate(problem: Problem, assessment: Assessment) -> dict:
 
 def _number(value):
     number = float(value)
+    if not math.isfinite(number):
+        return None  # JSON has no infinity: an unbounded quantity is null
     return round(number) if abs(number) >= 1e3 and number.is_integer() or abs(number) >= 1e6 else number
 
 
