@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from .compile import CompiledModel, Compiler
+from .errors import InputError
 from .evaluate import Assessment
 from .goal import Problem
 
@@ -85,18 +86,21 @@ class Search:
         while True:
             solver = self._solver()
             status = solver.Solve(model)
+            if status == cp_model.MODEL_INVALID:
+                raise InputError("rule packs", "", f"rules CP-SAT can encode; it rejects the model: "
+                                                   f"{model.Validate() or 'no reason given'}")
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                 return status, None, solver
             assessment = self.evaluator.assess(self.config_of(solver))
             if assessment.passes:
                 return status, assessment, solver
+            if self.cuts >= MAX_CUTS:  # the encoding and the evaluator disagree too often: no answer, no crash
+                return cp_model.UNKNOWN, None, solver
             self._cut(solver)
 
     def _cut(self, solver: cp_model.CpSolver) -> None:
         """Forbid the exact knob assignment of a plan the evaluator rejected."""
         self.cuts += 1
-        if self.cuts > MAX_CUTS:
-            raise RuntimeError("the scaled model disagrees with the evaluator too often; report this goal")
         chosen = [literals[solver.Value(self.compiled.index[knob])] for knob, literals in self.compiled.chosen.items()]
         self.compiled.model.AddBoolOr([literal.Not() for literal in chosen])
 

@@ -11,13 +11,12 @@ output file behind unless the whole command succeeded. The selected cases run co
 from __future__ import annotations
 
 import base64
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
-import resource
 import signal
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,25 +45,34 @@ def _write(folder: Path, name: str, spec) -> None:
         raise ValueError(f"unknown file spec {spec!r}")
 
 
+# Linux hands a child the peak memory of the process it was forked from (pytest, with torch
+# loaded, is ~600 MiB), so a small launcher process starts tplan and reports its own child's usage.
+LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-m", "tplan", *sys.argv[2:]])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as report:
+    json.dump([usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024], report)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run(args: list[str], cwd: Path) -> tuple[int, str, float, int]:
     """Exit code, stdout + stderr, CPU seconds and peak resident bytes of one command."""
+    usage = cwd / ".usage"
     with open(cwd / ".stdout", "w+b") as out, open(cwd / ".stderr", "w+b") as err:
-        process = subprocess.Popen([sys.executable, "-m", "tplan", *args], cwd=cwd, stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        deadline = time.monotonic() + WALL_SECONDS
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.send_signal(signal.SIGKILL)
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.01)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(usage), *args], cwd=cwd, stdout=out,
+                                   stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        try:
+            code = process.wait(timeout=WALL_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            code = process.wait()
         out.seek(0), err.seek(0)
         text = out.read().decode(errors="replace") + err.read().decode(errors="replace")
-    return process.returncode, text, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    cpu, memory = json.loads(usage.read_text()) if usage.exists() else (WALL_SECONDS, 0)
+    return code, text, cpu, memory
 
 
 def _attempt(case: Path, folder: Path) -> tuple:
@@ -97,7 +105,7 @@ def test_hostile_input(case: Path, outcomes: dict):
         blamed = spec.get("blames", spec["args"][1])
         assert output.count("\n") <= 1 and f"{blamed}:" in output, output  # one line, the file at fault
         assert len(output) < 2000, output  # a hostile value is not echoed back in full
-    created = {path for path in folder.rglob("*") if path.name not in (".stdout", ".stderr")} - before
+    created = {path for path in folder.rglob("*") if path.name not in (".stdout", ".stderr", ".usage")} - before
     assert {path.name for path in created} == set(spec.get("creates", [])), created
     for name, content in (spec.get("files") or {}).items():  # inputs are never overwritten
         if isinstance(content, str):
