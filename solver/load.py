@@ -86,6 +86,7 @@ class Document:
 def _format_path(key_path: tuple) -> str:
     text = ""
     for key in key_path:
+        key = key if isinstance(key, int) or len(str(key)) <= 60 else f"{str(key)[:60]}..."
         text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
     return text
 
