@@ -4,7 +4,7 @@ Groups: (a) the ZeRO paper's model states, (b) Korthikanti et al.'s activation f
 ZeRO paper's GPT-2 1.5B activation figure, (c) published parameter counts (and LoRA counts),
 (d) GPU datasheet figures against rules/catalog/gpus.yaml, (e) DeepSpeed's model-state
 estimators (and, when the `deepspeed` package imports, its own functions run in the same
-process), (f) measured peak memory and throughput (peft, torchtune, QLoRA), (g) verdicts.
+process), (f) measured peak memory and throughput (peft, torchtune, QLoRA), (g) verdicts, (h) runs that ran (llm-foundry).
 
 Every tplan figure comes from the independent evaluator (tplan.goal.load_problem(...).evaluator())
 on a goal written for the setting; no constant is tuned here. The published figures are
@@ -924,6 +924,53 @@ def verdicts() -> dict:
     return {"lines": lines, "records": records}
 
 
+# ---------------------------------------------------------------- (h) llm-foundry runs that ran
+
+
+LLM_FOUNDRY = ROOT / "data" / "published" / "llm_foundry_runs.yaml"
+
+
+def mpt_shape(model: dict, context: int) -> dict:
+    """An MPT benchmark model as tplan's explicit shape (see the data file for where each field comes from)."""
+    return {**model, "ffn_hidden": 4 * model["hidden"], "vocab": 50368, "gated_mlp": False, "norm": "layernorm",
+            "tied_embeddings": True, "position_embeddings": context, "max_context": context, "qkv_bias": True,
+            "attn_out_bias": True, "mlp_bias": True}
+
+
+def llm_foundry_runs() -> dict:
+    """Runs that trained: tplan must say they fit (with the loss they ran); their tokens/s beside tplan's."""
+    data = yaml.safe_load(LLM_FOUNDRY.read_text())
+    records, rows = [], []
+    for run in data["runs"]:
+        shape = mpt_shape(data["models"][run["model"]], run["context"])
+        knobs = {"precision": "bf16", "micro_batch": run["micro_batch"], "grad_accum": run["grad_accum"],
+                 "context": run["context"], "zero_stage": 3, "gpus": run["gpus"], "lora_rank": 0,
+                 "grad_checkpointing": run["checkpointing"]}
+        as_run, default = (assess(goal(shape, run["gpu"], gpus_per_node=run["gpus"], task="pretrain", loss=loss),
+                                  **knobs) for loss in ("chunked", "standard"))
+        capacity = problem_for(goal(shape, run["gpu"], gpus_per_node=run["gpus"])).inputs["gpu.memory_bytes"]
+        measured_tps, tplan_tps = run["tokens_per_second_per_gpu"], as_run.values["tokens_per_second"] / run["gpus"]
+        count = catalog.count_params(catalog.complete_shape(shape))
+        record = {"id": f"{run['model']}-{run['gpu']}-{run['context']}", "pass": as_run.passes,
+                  "params_exact": count == run["params"], "tps_error": rel(tplan_tps, measured_tps)}
+        records.append(record)
+        rows.append([f"{run['model']}, {run['gpus']} x {run['gpu']}, context {run['context']}",
+                     f"{run['micro_batch']}{', recompute' if run['checkpointing'] else ''}",
+                     f"{num(as_run.values['memory_per_gpu'], GIB, 1)} of {num(capacity, GIB, 1)}",
+                     "fits" if as_run.passes else "does not fit", "fits" if default.passes else "does not fit",
+                     f"{measured_tps:,}", f"{tplan_tps:,.0f}", pct(record["tps_error"], 0),
+                     "pass" if as_run.passes else "FAIL"])
+    lines = ["## (h) Runs that ran: llm-foundry's MPT benchmarks", "",
+             f"Source: {' '.join(data['source'].split())} Setting: {' '.join(data['setting'].split())} "
+             "Data: `data/published/llm_foundry_runs.yaml`; the MPT shapes reproduce every row's NumParams exactly. "
+             "Each configuration trained, so the right answer is *fits*; the column beside it shows tplan's answer "
+             "with Hugging Face's default loss (fp32 logits, `loss: standard`), which these runs did not use. "
+             "Memory in GiB per GPU.", ""]
+    lines += table(["run", "micro-batch", "tplan memory_per_gpu", "tplan (loss as run)", "with HF's loss",
+                    "measured tok/s/GPU", "tplan tok/s/GPU", "error", "verdict"], rows)
+    return {"lines": lines, "records": records}
+
+
 # ---------------------------------------------------------------- the document
 
 
@@ -973,7 +1020,7 @@ def build() -> dict:
     _BUILT.update({"zero": zero_model_states(), "korthikanti": korthikanti(),
                    "zero_activations": zero_paper_activations(), "params": parameter_counts(), "gpus": gpu_figures(),
                    "deepspeed": deepspeed_estimators(), "measured": measured(), "verdicts": verdicts(),
-                   "fp8": fp8_speedups()})
+                   "fp8": fp8_speedups(), "foundry": llm_foundry_runs()})
     return _BUILT
 
 
@@ -986,7 +1033,8 @@ def summary(sections: dict) -> dict:
               if r["fidelity"] in ("as run", "approx") and r["error"] is not None]
     outside = [r for r in sections["measured"]["records"] if r["fidelity"] == "outside"]
     tps = [r for r in sections["measured"]["records"] if r.get("tps_error") is not None]
-    verdict = sections["verdicts"]["records"]
+    verdict = sections["verdicts"]["records"] + sections["foundry"]["records"]
+    foundry = sections["foundry"]["records"]
     return {
         "exact_max": max(exact), "exact_n": len(exact), "counts_max": max(counts), "counts_n": len(counts),
         "gpus_max": max(gpus), "gpus_n": len(gpus),
@@ -995,6 +1043,7 @@ def summary(sections: dict) -> dict:
         "tensor_median": statistics.median(abs(r["tensor_error"]) for r in memory),
         "outside_n": len(outside), "outside_worst": max(outside, key=lambda r: abs(r["error"])),
         "tps_n": len(tps), "tps_median": statistics.median(abs(r["tps_error"]) for r in tps),
+        "foundry_tps_n": len(foundry), "foundry_tps_median": statistics.median(abs(r["tps_error"]) for r in foundry),
         "verdicts_pass": sum(r["pass"] for r in verdict), "verdicts_n": len(verdict),
         "bounds": [r for r in sections["measured"]["records"] if r["fidelity"] == "bound"],
         "deepspeed": sections["deepspeed"]["version"]}
@@ -1034,10 +1083,13 @@ def render(sections: dict) -> str:
         "with the allocator peaks the projects report).",
         f"* Measured rows whose recipe uses something tplan cannot express: {s['outside_n']}, worst "
         f"{s['outside_worst']['id']} {pct(s['outside_worst']['error'], 0)} (see (f)).",
-        f"* Measured throughput: {s['tps_n']} rows, median |error| {s['tps_median'] * 100:.0f}%.",
+        f"* Measured throughput: {s['tps_n']} single-GPU rows (peft, torchtune), median |error| "
+        f"{s['tps_median'] * 100:.0f}%; {s['foundry_tps_n']} llm-foundry 8-GPU rows, median |error| "
+        f"{s['foundry_tps_median'] * 100:.0f}% (see (h)).",
         "* fp8 speed-up over bf16: " + ", ".join(f"{r['id']} {r['tplan']:.2f}x against {r['measured']:.2f}x measured"
                                                  for r in sections["fp8"]["records"]) + ".",
-        f"* Verdicts: {s['verdicts_pass']} of {s['verdicts_n']} pass; of the QLoRA paper's two 65B bounds "
+        f"* Verdicts (sound-planner answers, peft OOM rows, llm-foundry runs that ran): {s['verdicts_pass']} of "
+        f"{s['verdicts_n']} pass; of the QLoRA paper's two 65B bounds "
         f"{sum(r['holds'] for r in s['bounds'])} holds"
         + ("" if all(r["holds"] for r in s["bounds"]) else
            " (tplan puts QLoRA 65B above 48 GB: "
@@ -1045,7 +1097,7 @@ def render(sections: dict) -> str:
         + ".", ""]
     body = []
     for key in ("zero", "korthikanti", "zero_activations", "params", "gpus", "deepspeed", "measured", "fp8",
-                "verdicts"):
+                "verdicts", "foundry"):
         body += sections[key]["lines"]
     return "\n".join(head + body).rstrip() + "\n"
 

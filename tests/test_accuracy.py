@@ -281,6 +281,25 @@ def test_flop_bound_covers_a_grid(sections):
     assert record["checked"] >= 100 and record["worst_ratio"] >= 1
 
 
+# ---------------------------------------------------------------- (h) llm-foundry runs that ran
+
+
+FOUNDRY_RUNS = [f"{run['model']}-{run['gpu']}-{run['context']}"
+                for run in yaml.safe_load(accuracy.LLM_FOUNDRY.read_text())["runs"]]
+
+
+@pytest.mark.parametrize("run", FOUNDRY_RUNS)
+def test_a_run_that_ran_fits_with_its_own_loss(sections, run):
+    record = records(sections, "foundry")[run]
+    assert record["params_exact"], "the MPT shape no longer reproduces the benchmark's NumParams"
+    assert record["pass"], "tplan says a configuration that trained does not fit"
+
+
+def test_llm_foundry_throughput_median_within_15_percent(sections):
+    errors = sorted(abs(record["tps_error"]) for record in sections["foundry"]["records"])
+    assert errors[len(errors) // 2] <= 0.15, errors
+
+
 # ---------------------------------------------------------------- docs/accuracy.md
 
 
