@@ -89,8 +89,9 @@ def main():
 @main.command()
 @click.argument("goal", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
-@click.option("--time-limit", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
-              help="Seconds CP-SAT may search.")
+@click.option("--time-limit", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+              help="Seconds the whole command may spend searching (CP-SAT itself stops at a deterministic "
+                   "work limit, so answers do not depend on the machine unless this cuts them short).")
 @click.option("--explain/--no-explain", default=True, show_default=True,
               help="Find binding rules (a plan) or suggestions (no plan); costs extra solves.")
 @click.option("--deepspeed", "deepspeed_out", type=click.Path(), help="Write the plan's DeepSpeed JSON.")
@@ -100,13 +101,15 @@ def main():
 @RULES_OPTION
 def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rules):
     """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
-    from .solve import solve as run_solver  # OR-Tools loads only when a goal is solved
+    from .solve import Budget, solve as run_solver  # OR-Tools loads only when a goal is solved
+
+    budget = Budget(time_limit)
 
     problem = load_problem(goal, extra_rules=_team_packs(rules))
     outputs = [path for path in (deepspeed_out, hf_out) if path]
     check_targets(outputs, problem.sources)
-    plan = run_solver(problem, time_limit, explain=explain)
-    hints = suggestions(problem, plan, time_limit) if explain and plan.status == "infeasible" else []
+    plan = run_solver(problem, budget, explain=explain)
+    hints = suggestions(problem, plan, budget) if explain and plan.status == "infeasible" else []
     if plan.assessment is not None:
         contents = {}
         if deepspeed_out:
@@ -122,7 +125,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
                           plan.solve_seconds))
         if plan.status == "unknown":
-            click.echo(f"No plan found within --time-limit {time_limit} s; raise it or narrow the knobs.")
+            click.echo(f"No plan found within --time-limit {time_limit:g} s; raise it or narrow the knobs."
+                       if budget.spent else "No plan found within CP-SAT's work limit; narrow the knobs.")
     return 0 if plan.assessment is not None else EXIT_NO
 
 

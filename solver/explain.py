@@ -57,14 +57,14 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
     return result
 
 
-def suggestions(problem: Problem, plan: Plan, time_limit: float) -> list[str]:
+def suggestions(problem: Problem, plan: Plan, budget) -> list[str]:
     """For an infeasible goal: what the best plan would break without each conflicting rule,
     and which narrowed knob, widened to its default domain, would make the goal feasible."""
     from .solve import solve, with_rules  # OR-Tools loads only when a goal is solved
     found = []
     for rule in plan.conflict:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
-        other = solve(relaxed, time_limit, explain=False, conflict=False)
+        other = solve(relaxed, budget, explain=False, conflict=False)
         if other.assessment is not None:
             broken = [v.message for v in problem.evaluator().assess(other.assessment.config).violations
                       if v.rule == rule]
@@ -75,7 +75,7 @@ def suggestions(problem: Problem, plan: Plan, time_limit: float) -> list[str]:
         if len(wider) == len(problem.domains[knob.name]):
             continue
         other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      time_limit, explain=False, conflict=False)
+                      budget, explain=False, conflict=False)
         if other.assessment is not None:
             found.append(f"allowing {knob.name} in {list(wider)} fits: {knob.name} = "
                          f"{other.assessment.config[knob.name]} ({_knob_text(other.assessment.config)})")

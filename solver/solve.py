@@ -21,6 +21,29 @@ from .evaluate import Assessment
 from .goal import Problem
 
 MAX_CUTS = 100
+RESOLUTION = 1e-6  # a plan within this share of the best is as good: below it the encoding may misorder
+POLISH_ROUNDS = 3
+WORK_LIMIT = 60.0  # CP-SAT deterministic time per call (about 1-2 minutes of one core): a limit that ends
+                   # the search at the same point on every machine, unlike wall-clock time
+
+
+@dataclass
+class Budget:
+    """Wall-clock seconds the whole command may spend; each CP-SAT call gets what is left."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return max(0.0, self.started + self.seconds - time.monotonic())
+
+    @property
+    def spent(self) -> bool:
+        return self.left() <= 0.0
+
+
+def budget_of(limit: "Budget | float") -> Budget:
+    return limit if isinstance(limit, Budget) else Budget(float(limit))
 
 
 @dataclass
@@ -36,8 +59,8 @@ class Plan:
 class Search:
     """One compiled goal, solvable repeatedly with rules switched off or bounds added."""
 
-    def __init__(self, problem: Problem, time_limit: float = 10.0, workers: int = 1):
-        self.problem, self.time_limit, self.workers = problem, time_limit, workers
+    def __init__(self, problem: Problem, budget: Budget, workers: int = 1):
+        self.problem, self.budget, self.workers = problem, budget, workers
         self.evaluator = problem.evaluator()
         self.domains, self.pruners, self.emptied = self._prune()
         self.compiled: CompiledModel | None = None if self.emptied else Compiler(problem, self.domains).compile()
@@ -64,7 +87,8 @@ class Search:
 
     def _solver(self) -> cp_model.CpSolver:
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = self.time_limit
+        solver.parameters.max_deterministic_time = WORK_LIMIT
+        solver.parameters.max_time_in_seconds = max(self.budget.left(), 1e-3)
         solver.parameters.num_workers = self.workers  # one worker: the same input gives the same plan
         # Ctrl-C must interrupt the command (exit 130, nothing written), not end the search early
         # with a half-searched plan: leave SIGINT to Python, which raises once CP-SAT returns
@@ -121,6 +145,23 @@ class Search:
         model.AddAssumptions([self.compiled.guards[rule] for rule in rules])
         return self._solver().Solve(model) == cp_model.INFEASIBLE
 
+    def polish(self, plan: Assessment) -> Assessment | None:
+        """The best passing plan one or two knob changes from ``plan``, when it beats ``plan`` by more
+        than RESOLUTION (the scaled encoding can misorder plans that close); None when none does.
+        Repeats from the better plan, a few rounds at most."""
+        objective, evaluator, best = self.problem.objective, self.evaluator, None
+        for _ in range(POLISH_ROUNDS):
+            current = best or plan
+            found = current
+            for config in _neighbours(current.config, self.domains):
+                neighbour = evaluator.assess(config)
+                if neighbour.passes and neighbour.values[objective] < found.values[objective]:
+                    found = neighbour
+            if found.values[objective] >= current.values[objective] * (1 - RESOLUTION):
+                return best
+            best = found
+        return best
+
     def binding(self, plan: Assessment) -> list[str]:
         """Rules that stop a better neighbouring plan: change one knob of the plan to another
         value of its domain; where that would improve the objective but breaks rules, those bind."""
@@ -135,47 +176,65 @@ class Search:
         return sorted(found)
 
 
+def _neighbours(config: dict, domains: dict):
+    """Every config that differs from ``config`` in one or two knobs."""
+    knobs = [knob for knob, values in domains.items() if len(values) > 1]
+    for index, first in enumerate(knobs):
+        for value in domains[first]:
+            if value == config[first]:
+                continue
+            yield {**config, first: value}
+            for second in knobs[index + 1:]:
+                for other in domains[second]:
+                    if other != config[second]:
+                        yield {**config, first: value, second: other}
+
+
 def with_rules(problem: Problem, keep) -> Problem:
     """The same goal judged by only the constraints named in ``keep``."""
     rules = dataclasses.replace(problem.rules, constraints=[c for c in problem.rules.constraints if c.id in keep])
     return dataclasses.replace(problem, rules=rules)
 
 
-def _infeasible(problem: Problem, time_limit: float) -> bool:
-    search = Search(problem, time_limit)
+def _infeasible(problem: Problem, budget: Budget) -> bool:
+    search = Search(problem, budget)
     return bool(search.emptied) or search.run()[0] == cp_model.INFEASIBLE
 
 
-def minimal_conflict(problem: Problem, rules: list[str], time_limit: float) -> list[str]:
+def minimal_conflict(problem: Problem, rules: list[str], budget: Budget) -> list[str]:
     """Drop rules one at a time while the rest still rule out every plan (pruned values included)."""
     conflict = sorted(set(rules))
     if len(conflict) > 1:
         for rule in list(conflict):
             rest = [other for other in conflict if other != rule]
-            if _infeasible(with_rules(problem, rest), time_limit):
+            if _infeasible(with_rules(problem, rest), budget):
                 conflict = rest
     return conflict
 
 
-def solve(problem: Problem, time_limit: float = 10.0, explain: bool = True, conflict: bool = True) -> Plan:
-    """The best plan of ``problem``; ``explain`` adds the rules binding it, ``conflict`` the rules
-    that together rule out every plan when there is none."""
+def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = True, conflict: bool = True) -> Plan:
+    """The best plan of ``problem`` within ``time_limit`` (a Budget shared by the whole command, or seconds);
+    ``explain`` adds the rules binding it, ``conflict`` the rules that together rule out every plan
+    when there is none."""
+    budget = budget_of(time_limit)
     started = time.perf_counter()
     # a rule that fails to evaluate (10**10**10, arithmetic on a word) is a pack error, not "no plan"
     problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
-    search = Search(problem, time_limit)
+    search = Search(problem, budget)
     if search.emptied:
         return Plan("infeasible", None, conflict=search.emptied[:1], solve_seconds=time.perf_counter() - started)
     status, assessment, solver = search.run()
     elapsed = time.perf_counter() - started
     if assessment is None:
         name = "infeasible" if status == cp_model.INFEASIBLE else "unknown"
-        rules = (minimal_conflict(problem, search.conflict(solver) + search.pruners, time_limit)
+        rules = (minimal_conflict(problem, search.conflict(solver) + search.pruners, budget)
                  if status == cp_model.INFEASIBLE and conflict else [])
         return Plan(name, None, conflict=rules, solve_seconds=elapsed, cuts=search.cuts)
+    # CP-SAT proved the best *encoded* objective; the evaluator has the last word on the exact one
+    better = search.polish(assessment)
+    status_name = "optimal" if status == cp_model.OPTIMAL and better is None else "feasible"
     elapsed = time.perf_counter() - started
-    plan = Plan("optimal" if status == cp_model.OPTIMAL else "feasible", assessment,
-                solve_seconds=elapsed, cuts=search.cuts)
+    plan = Plan(status_name, better or assessment, solve_seconds=elapsed, cuts=search.cuts)
     if explain:
-        plan.binding = search.binding(assessment)
+        plan.binding = search.binding(plan.assessment)
     return plan
