@@ -419,6 +419,12 @@ class Compiler:
         if low <= 0 <= high:
             raise self._too_large(node, "a divisor that cannot be zero")
         divisor, divisor_unit = self._factor(node.right)
+        if not isinstance(divisor, int):  # CP-SAT needs a divisor variable whose domain excludes 0
+            ends = sorted((math.floor(low / divisor_unit) - 2, math.ceil(high / divisor_unit) + 2))
+            positive = self.model.NewIntVar(max(1, ends[0]), ends[1], "") if low > 0 else \
+                self.model.NewIntVar(ends[0], min(-1, ends[1]), "")
+            self.model.Add(positive == divisor)
+            divisor = positive
         numerator = self.numeric(node.left, unit * divisor_unit)
         result = self._new_int(node, unit)
         self.model.AddDivisionEquality(result, numerator, divisor)

@@ -22,7 +22,7 @@ from .goal import Problem
 
 MAX_CUTS = 100
 RESOLUTION = 1e-6  # a plan within this share of the best is as good: below it the encoding may misorder
-POLISH_ROUNDS = 3
+POLISH_ROUNDS = 10
 WORK_LIMIT = 60.0  # CP-SAT deterministic time per call (about 1-2 minutes of one core): a limit that ends
                    # the search at the same point on every machine, unlike wall-clock time
 

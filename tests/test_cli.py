@@ -193,3 +193,16 @@ def test_an_unexpected_error_is_one_line_and_exit_3(monkeypatch, capsys):
     assert _run_in_process("solve", EXAMPLES / "quickstart.yaml") == 3
     err = capsys.readouterr().err
     assert err.startswith("tplan: error: internal error (ZeroDivisionError: a bug)") and err.count("\n") == 1
+
+
+def test_time_limit_bounds_the_whole_command(tmp_goal):
+    """A 70B pretrain on 128 nodes that cannot meet a one-day deadline used to take ~3 minutes at the
+    default limit (each CP-SAT call had its own); now --time-limit is shared by the whole command."""
+    import time
+
+    goal = {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 2e12},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 128}, "deadline": "1d"}
+    started = time.monotonic()
+    result = run_cli("solve", tmp_goal(goal), "--time-limit", "3")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30  # 3 s of search plus loading and compiling, on a busy machine

@@ -7,13 +7,14 @@ import math
 import random
 
 import pytest
+import yaml
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import exhaustive, write_goal
 from tplan.goal import load_problem
-from tplan.solve import solve
+from tplan.solve import RESOLUTION, solve
 
 RELATIVE_TOLERANCE = 1e-5  # scaled-integer resolution of the objective (see compile.py)
 
@@ -121,3 +122,81 @@ def test_no_sampled_config_beats_the_plan_in_a_space_of_millions(tmp_path, nodes
         assessment = evaluator.assess(config)
         if assessment.passes:
             assert assessment.values[problem.objective] >= best * (1 - RELATIVE_TOLERANCE), config
+
+
+TEAM_RULES = ["not (memory_per_gpu <= 20e9) or lora_rank > 0", "not lora_rank > 0 or micro_batch >= 2",
+              "zero_stage != 1", "model_flops_utilization >= 0.2", "not (precision == 'fp8' and context > 8192)"]
+
+
+@st.composite
+def wide_goals(draw):
+    """Wide value ranges, 1 to 1,024 GPUs, every objective, team rules with not, != and guards, and
+    sometimes a deadline equal to one config's exact training time."""
+    per_node, nodes = draw(st.sampled_from([(8, 1), (8, 16), (8, 128)]))
+    total = per_node * nodes
+    knobs = {"micro_batch": sorted(draw(st.lists(st.sampled_from([1, 2, 8, 32, 128, 256]), min_size=2, max_size=4,
+                                                 unique=True))),
+             "context": sorted(draw(st.lists(st.sampled_from([256, 4096, 32768, 131072]), min_size=1, max_size=3,
+                                             unique=True))),
+             "gpus": sorted({total, max(8, total // 64)}), "zero_stage": [0, 3], "precision": ["bf16", "fp8"],
+             "lora_rank": draw(st.sampled_from([[0], [0, 16]])), "offload": "none", "quantization": "none",
+             "grad_checkpointing": [False, True], "tp": [1, 2], "pp": 1}
+    return {"model": draw(st.sampled_from(["llama-3.2-1b", "llama-3.1-8b"])),
+            "task": draw(st.sampled_from(["pretrain", "finetune"])),
+            "data": {"tokens": draw(st.sampled_from([1e6, 1e9, 1e11, 1e13]))},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": per_node, "nodes": nodes}, "knobs": knobs,
+            "objective": draw(st.sampled_from(["time", "cost", "memory"]))}, \
+        draw(st.lists(st.sampled_from(TEAM_RULES), max_size=2, unique=True)), draw(st.booleans())
+
+
+def total_gpus(goal: dict) -> int:
+    return goal["hardware"]["gpus_per_node"] * goal["hardware"]["nodes"]
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=wide_goals())
+def test_solver_matches_exhaustive_search_on_wide_goals(tmp_path, case):
+    goal, rules, exact_deadline = case
+    packs = ()
+    if rules:
+        pack = tmp_path / "team.yaml"
+        pack.write_text(yaml.safe_dump({"pack": "team", "constraints": [
+            {"id": f"rule-{index}", "expr": rule, "message": "team rule"} for index, rule in enumerate(rules)]}))
+        packs = (str(pack),)
+    problem = load_problem(write_goal(tmp_path, goal), extra_rules=packs)
+    if exact_deadline:  # a deadline at one config's exact time: the comparison at its threshold
+        config = next(random_configs(problem.domains, 1, seed=len(rules)))
+        goal["deadline"] = problem.evaluator().assess(config).values["train_seconds"]
+        problem = load_problem(write_goal(tmp_path, goal), extra_rules=packs)
+    best, _ = exhaustive(problem)
+    plan = solve(problem, time_limit=120, explain=False)
+    event(f"{'feasible' if best else 'infeasible'}, {goal['objective']}, {total_gpus(goal)} GPUs, "
+          f"{math.prod(len(values) for values in problem.domains.values()):,} configs")
+    if best is None:
+        assert plan.status == "infeasible", plan.assessment and plan.assessment.config
+        return
+    assert plan.status in ("optimal", "feasible") and plan.assessment.passes
+    found, expected = plan.assessment.values[problem.objective], best.values[problem.objective]
+    assert found <= expected * (1 + RESOLUTION), (plan.status, plan.assessment.config, best.config)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: the cost objective's interval bound is ~1e10 x its optimum "
+                   "(steps x step_seconds bounded as independent factors), so its fixed-point unit rounds every "
+                   "good plan's cost to 0 and CP-SAT's tie-break picks; the evaluator's polish reaches 19.7 "
+                   "GPU-hours, exhaustive search 17.3. Reported honestly as 'feasible', but not the best plan.")
+def test_cost_objective_over_wide_ranges_finds_the_exhaustive_best(tmp_path):
+    goal = {"model": "llama-3.1-8b", "task": "pretrain", "data": {"tokens": 1e9},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 16}, "objective": "cost",
+            "knobs": {"micro_batch": [1, 2, 8, 16, 64, 256], "context": [256, 1024, 8192, 32768, 131072],
+                      "gpus": [2, 8, 16, 128], "zero_stage": [0, 3], "precision": ["bf16", "fp8"],
+                      "lora_rank": [0, 16], "offload": "none", "quantization": "none",
+                      "grad_checkpointing": [False, True], "tp": [1, 2], "pp": 1}}
+    pack = tmp_path / "team.yaml"
+    pack.write_text(yaml.safe_dump({"pack": "team", "constraints": [
+        {"id": "no-stage-1", "expr": "zero_stage != 1", "message": "m"},
+        {"id": "fp8-short", "expr": "not (precision == 'fp8' and context > 8192)", "message": "m"}]}))
+    problem = load_problem(write_goal(tmp_path, goal), extra_rules=(str(pack),))
+    plan = solve(problem, time_limit=60, explain=False)
+    assert plan.assessment.passes
+    assert plan.assessment.values["cost"] <= 17.2549 * (1 + RESOLUTION)  # exhaustive best (53,760 configs)
