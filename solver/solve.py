@@ -154,9 +154,10 @@ class Search:
             current = best or plan
             found = current
             for config in _neighbours(current.config, self.domains):
-                neighbour = evaluator.assess(config)
-                if neighbour.passes and neighbour.values[objective] < found.values[objective]:
-                    found = neighbour
+                # the objective alone first: most neighbours are worse, and need no rule checked
+                if evaluator.name(objective, config, {}) < found.values[objective]:
+                    neighbour = evaluator.assess(config)
+                    found = neighbour if neighbour.passes else found
             if found.values[objective] >= current.values[objective] * (1 - RESOLUTION):
                 return best
             best = found
