@@ -115,6 +115,24 @@ def layer_params(shape: dict) -> int:
     return common + mlp
 
 
+def vector_params(shape: dict) -> int:
+    """Parameters in one-dimensional tensors - norms and biases. DeepSpeed ZeRO-3 does not partition
+    tensors below stage3_param_persistence_threshold (1e5 elements); in a transformer these are they."""
+    shape = complete_shape(shape)
+    hidden, head_dim = shape["hidden"], shape["head_dim"]
+    attention = ((shape["heads"] + 2 * shape["kv_heads"]) * head_dim if shape["qkv_bias"] else 0) \
+        + (hidden if shape["attn_out_bias"] else 0) + (2 * head_dim if shape["qk_norm"] else 0)
+
+    def mlp(width: int) -> int:
+        return width * (2 if shape["gated_mlp"] else 1) + hidden if shape["mlp_bias"] and width else 0
+
+    dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
+    return (shape["layers"] * (attention + shape["norms_per_layer"] * _norm_params(shape))
+            + dense * mlp(shape["ffn_hidden"])
+            + sparse * (shape["experts"] * mlp(shape["expert_ffn_hidden"]) + mlp(shape["shared_expert_ffn_hidden"]))
+            + _norm_params(shape))
+
+
 def mlp_widths_per_token(shape: dict) -> tuple[float, float]:
     """(MLP blocks, summed inner width) a token passes through per layer, averaged over the layers;
     what activations and fp8 casts scale with."""

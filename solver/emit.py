@@ -57,6 +57,7 @@ def _zero_section(config: dict, params: dict) -> dict:
     if stage == 3:  # the working set the memory pack counts
         zero.update(stage3_max_live_parameters=int(params["zero3_max_live_parameters"]),
                     stage3_prefetch_bucket_size=int(params["zero3_prefetch_bucket_elements"]),
+                    stage3_param_persistence_threshold=int(params["zero3_param_persistence_threshold"]),
                     stage3_gather_16bit_weights_on_model_save=True)
     if config["offload"] in ("optimizer", "full"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}

@@ -103,6 +103,7 @@ def _model_inputs(document: Document) -> dict:
                    "model.embedding_params": float(embeddings),
                    "model.lora_params_per_rank": float(catalog.lora_params_per_rank(shape, targets)),
                    "model.largest_layer_params": float(largest),
+                   "model.vector_params": float(catalog.vector_params(shape)),
                    "model.mlp_blocks_per_token": blocks_per_token, "model.mlp_width_per_token": width_per_token})
     return inputs
 
