@@ -85,13 +85,16 @@ class CompiledModel:
     index: dict[str, cp_model.IntVar]                    # knob -> index into its domain
     chosen: dict[str, list[cp_model.IntVar]]             # knob -> one Boolean per value
     guards: dict[str, cp_model.IntVar]                   # constraint id -> guard literal
+    objective_resolution: float = 0.0                    # rounding unit of the objective
 
 
 class Compiler:
-    def __init__(self, problem: Problem, domains: dict):
+    def __init__(self, problem: Problem, domains: dict, objective_cap: float | None = None):
         self.problem = problem
         self.rules = problem.rules
         self.domains = domains
+        self.objective_cap = objective_cap  # plans above it cannot beat a known one: prune them
+        self.objective_resolution = 0.0     # the objective's rounding unit (how close two plans may tie)
         self.evaluator = problem.evaluator()
         self.model = cp_model.CpModel()
         self._knobs_cache: dict[int, frozenset] = {}
@@ -495,6 +498,53 @@ class Compiler:
         self.model.Add(condition).OnlyEnforceIf(literal)
         return literal
 
+    # -- the objective, split into cases --------------------------------------------------
+    def _objective(self, node: expr.Node):
+        """The objective as an integer term. With ``objective_cap`` (the refining pass) an objective too
+        large to tabulate is split into one case per value of the widest knob it reads, each with that
+        knob pinned, and capped: interval bounds that treat correlated factors as independent (steps x
+        step time, both set by the accumulation) are loose by orders of magnitude, and the fixed-point
+        unit follows the bound; pinned, each case's bounds are tight and most of its subexpressions
+        tabulate exactly."""
+        knobs = [knob for knob in self.knobs_of(node) if len(self.domains[knob]) > 1]
+        if self.table(node) is not None or not knobs or self.objective_cap is None:
+            return self._at_own_unit(node)
+        knob = max(knobs, key=lambda name: (len(self.domains[name]), name))
+        cases = [self._keep(self._pinned(node, knob, value)) for value in self.domains[knob]]
+        bounds = [self.bounds(case) for case in cases]
+        unit = unit_for(max(max(abs(low), abs(high)) for low, high in bounds), SUM_BITS)
+        terms = [self.numeric(case, unit) for case in cases]
+        low, high = min(low for low, _ in bounds), max(high for _, high in bounds)
+        pad = math.ceil(max(abs(low), abs(high)) / unit * 2.0 ** (4 - FACTOR_BITS)) + 2
+        result = self.model.NewIntVar(math.floor(low / unit) - pad, math.ceil(high / unit) + pad, "objective")
+        for chosen, term in zip(self.chosen[knob], terms):
+            self.model.Add(result == term).OnlyEnforceIf(chosen)
+        self.model.Add(result <= math.ceil(self.objective_cap / unit) + pad)  # rounding included
+        return result
+
+    def _at_own_unit(self, node: expr.Node):
+        low, high = self.bounds(node)
+        magnitude = max(abs(low), abs(high))
+        self.objective_resolution = unit_for(magnitude, SUM_BITS if self.table(node) is not None else VALUE_BITS)
+        return self.numeric(node, unit_for(magnitude, SUM_BITS))
+
+    def _pinned(self, node: expr.Node, knob: str, value) -> expr.Node:
+        """``node`` with ``knob`` replaced by ``value``, derived quantities that read it inlined."""
+        if knob not in self.knobs_of(node):
+            return node
+        if isinstance(node, expr.Name):
+            return expr.Const(value) if node.name == knob else self._pinned(self.rules.derived[node.name], knob, value)
+        if isinstance(node, expr.Lookup):
+            return self._keep(expr.Lookup(node.table, self._pinned(node.key, knob, value)))
+        if isinstance(node, expr.Unary):
+            return self._keep(expr.Unary(node.op, self._pinned(node.operand, knob, value)))
+        if isinstance(node, expr.Binary):
+            return self._keep(expr.Binary(node.op, self._pinned(node.left, knob, value),
+                                          self._pinned(node.right, knob, value)))
+        if isinstance(node, expr.IfElse):
+            return self._keep(expr.IfElse(*(self._pinned(child, knob, value) for child in expr.children(node))))
+        return self._keep(expr.Call(node.function, tuple(self._pinned(arg, knob, value) for arg in node.args)))
+
     # -- whole model ----------------------------------------------------------------------
     def compile(self) -> CompiledModel:
         guards = {}
@@ -504,16 +554,13 @@ class Compiler:
             guard = self.model.NewBoolVar(f"guard {constraint.id}")
             self.model.AddImplication(guard, self.boolean(constraint.condition))
             guards[constraint.id] = guard
-        objective_node = expr.Name(self.problem.objective)
-        low, high = self.bounds(objective_node)
-        unit = unit_for(max(abs(low), abs(high)), SUM_BITS)
-        objective = self.numeric(objective_node, unit)
+        objective = self._objective(expr.Name(self.problem.objective))
         # Ties go to plans whose knob values sit earliest in their domains (bf16 before fp16, ZeRO 0
         # before 3): each position costs one unit, 2**-SUM_BITS of the objective's bound.
         preference = sum(self.index.values())
         self.model.Minimize(objective + preference)
         self.model.AddDecisionStrategy(list(self.index.values()), cp_model.CHOOSE_FIRST, cp_model.SELECT_MIN_VALUE)
-        return CompiledModel(self.model, self.index, self.chosen, guards)
+        return CompiledModel(self.model, self.index, self.chosen, guards, self.objective_resolution)
 
 
 def _numbers(table: Table) -> list[float | None]:

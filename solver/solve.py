@@ -22,6 +22,7 @@ from .goal import Problem
 
 MAX_CUTS = 100
 RESOLUTION = 1e-6  # a plan within this share of the best is as good: below it the encoding may misorder
+REFINE_ABOVE = 1e-2  # search again when the objective's rounding unit exceeds 1% of the plan's value
 POLISH_ROUNDS = 10
 WORK_LIMIT = 60.0  # CP-SAT deterministic time per call (about 1-2 minutes of one core): a limit that ends
                    # the search at the same point on every machine, unlike wall-clock time
@@ -145,6 +146,22 @@ class Search:
         model.AddAssumptions([self.compiled.guards[rule] for rule in rules])
         return self._solver().Solve(model) == cp_model.INFEASIBLE
 
+    def needs_refining(self, plan: Assessment) -> bool:
+        """Whether the objective's rounding unit is too coarse to order plans near ``plan``."""
+        return self.compiled.objective_resolution > REFINE_ABOVE * abs(plan.values[self.problem.objective])
+
+    def refine(self, incumbent: Assessment):
+        """Search again with the objective split into tight cases (compile.py) and capped at
+        ``incumbent``'s value, hinted with it; returns (status, the better plan or the incumbent)."""
+        objective = self.problem.objective
+        self.compiled = Compiler(self.problem, self.domains, objective_cap=incumbent.values[objective]).compile()
+        for knob, index in self.compiled.index.items():
+            self.compiled.model.AddHint(index, self.domains[knob].index(incumbent.config[knob]))
+        status, found, _ = self.run()
+        if found is None or found.values[objective] > incumbent.values[objective]:
+            return (cp_model.OPTIMAL if status == cp_model.OPTIMAL else cp_model.FEASIBLE), incumbent
+        return status, found
+
     def polish(self, plan: Assessment) -> Assessment | None:
         """The best passing plan one or two knob changes from ``plan``, when it beats ``plan`` by more
         than RESOLUTION (the scaled encoding can misorder plans that close); None when none does.
@@ -233,6 +250,9 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
         return Plan(name, None, conflict=rules, solve_seconds=elapsed, cuts=search.cuts)
     # CP-SAT proved the best *encoded* objective; the evaluator has the last word on the exact one
     better = search.polish(assessment)
+    if search.needs_refining(better or assessment):
+        status, assessment = search.refine(better or assessment)
+        better = search.polish(assessment)
     status_name = "optimal" if status == cp_model.OPTIMAL and better is None else "feasible"
     elapsed = time.perf_counter() - started
     plan = Plan(status_name, better or assessment, solve_seconds=elapsed, cuts=search.cuts)
