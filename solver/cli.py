@@ -125,8 +125,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
                           plan.solve_seconds))
         if plan.status == "unknown":
-            click.echo(f"No plan found within --time-limit {time_limit:g} s; raise it or narrow the knobs."
-                       if budget.spent else "No plan found within CP-SAT's work limit; narrow the knobs.")
+            click.echo(f"No plan found within the search limits (--time-limit {time_limit:g} s, and CP-SAT's "
+                       f"deterministic work limit); raise --time-limit or narrow the knobs.")
     return 0 if plan.assessment is not None else EXIT_NO
 
 

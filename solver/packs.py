@@ -117,14 +117,7 @@ def _merge(rules: RuleSet, doc: Document) -> None:
 
     for name, spec in (data.get("knobs") or {}).items():
         claim(name, "knob", ("knobs", name), rules.knobs)
-        values = spec["values"] if isinstance(spec["values"], str) else tuple(spec["values"])
-        default = tuple(spec.get("default", values))
-        at_most, divides = spec.get("at_most"), spec.get("divides")
-        rules.knobs[name] = Knob(name, values, default,
-                                 expr.parse(at_most, doc.path, doc.where(("knobs", name, "at_most")))
-                                 if at_most is not None else None, spec.get("assumed", default[0]),
-                                 expr.parse(divides, doc.path, doc.where(("knobs", name, "divides")))
-                                 if divides is not None else None, spec.get("minimum", 0), spec.get("maximum", 2**30))
+        rules.knobs[name] = _knob(doc, name, spec, rules.knobs.get(name))
     for name, spec in (data.get("params") or {}).items():
         claim(name, "param", ("params", name), rules.params)
         if name in rules.params and _kind(spec["value"]) != _kind(rules.params[name]):
@@ -157,8 +150,37 @@ def _merge(rules: RuleSet, doc: Document) -> None:
         rules.origin[f"objectives.{objective}"] = (doc.path, doc.where(("objectives", objective)))
 
 
+def _knob_kind(values) -> str:
+    """'integers' (values: integer, or a list of them) or the kinds a list of values holds."""
+    if values == "integer" or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integers"
+    return "/".join(sorted({_kind(value) for value in values}))
+
+
 def _kind(value) -> str:
     return "Boolean" if isinstance(value, bool) else "number" if isinstance(value, (int, float)) else "string"
+
+
+def _knob(doc: Document, name: str, spec: dict, previous: Knob | None) -> Knob:
+    """A knob as a pack declares it; a redefinition keeps the kind and the bounds of the knob it
+    replaces (a team pack narrows a domain, it does not turn micro-batches into words or zero)."""
+    values = spec["values"] if isinstance(spec["values"], str) else tuple(spec["values"])
+    if previous and _knob_kind(values) != _knob_kind(previous.values):
+        raise InputError(doc.path, doc.where(("knobs", name, "values")),
+                         f"values of the kind of the knob {name!r} it redefines "
+                         f"({_knob_kind(previous.values)}), not {quote(spec['values'])}")
+    low, high = (previous.minimum, previous.maximum) if previous else (0, 2**30)
+    low, high = spec.get("minimum", low), spec.get("maximum", high)
+    if values != "integer" and _knob_kind(values) == "integers" and not all(low <= v <= high for v in values):
+        raise InputError(doc.path, doc.where(("knobs", name, "values")),
+                         f"values of {name} from {low} to {high:,}, not {quote(spec['values'])}")
+    default = tuple(spec.get("default", values))
+
+    def expression(key: str):
+        return expr.parse(spec[key], doc.path, doc.where(("knobs", name, key))) if spec.get(key) is not None else None
+
+    return Knob(name, values, default, expression("at_most"), spec.get("assumed", default[0]),
+                expression("divides"), low, high)
 
 
 def _check_table_keys(rules: RuleSet, doc: Document, name: str, spec: dict) -> None:

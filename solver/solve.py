@@ -38,10 +38,6 @@ class Budget:
     def left(self) -> float:
         return max(0.0, self.started + self.seconds - time.monotonic())
 
-    @property
-    def spent(self) -> bool:
-        return self.left() <= 0.0
-
 
 def budget_of(limit: "Budget | float") -> Budget:
     return limit if isinstance(limit, Budget) else Budget(float(limit))
