@@ -54,7 +54,7 @@ def load_problem(path: str | Path, pinned: bool = False, extra_rules: tuple = ()
     tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()}}
     extra = [_existing(document, Path(document.path).parent / pack, ("rules", index))
              for index, pack in enumerate(data.get("rules", []))] + [Path(pack) for pack in extra_rules]
-    rules = load_rules(extra, set(inputs) | set(tables))
+    rules = load_rules(_each_once(extra), set(inputs) | set(tables))
     objective_name = data.get("objective", "time")
     if objective_name not in rules.objectives:
         raise InputError(document.path, document.where(("objective",)),
@@ -112,6 +112,14 @@ def _gpu_inputs(gpu: dict) -> dict:
     return {"gpu.name": gpu["name"], "gpu.memory_bytes": gpu["memory_gib"] * GIB,
             "gpu.memory_bandwidth": gpu["memory_bandwidth_gbs"] * GB,
             "gpu.intra_node_bandwidth": gpu["intra_node_gbs"] * GB, "gpu.pcie_bandwidth": gpu["pcie_gbs"] * GB}
+
+
+def _each_once(paths: list[Path]) -> list[Path]:
+    """The packs in order, each file once (a goal's pack also given with --rules, or as ./tplan-rules.yaml)."""
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def _existing(document: Document, path: Path, key_path: tuple) -> Path:
