@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from tplan.goal import load_problem
-from tplan.solve import solve
+from tplan.search import solve
 
 MEASURE_EXHAUSTIVE_UP_TO = 20000
 BASE = {"model": "llama-3.1-8b", "task": "finetune", "data": {"tokens": 2e9},

@@ -9,7 +9,7 @@ carries these structured comment lines (YAML after the colon; the goal schema ad
     # why: one sentence on why tplan and the seed differ
 
 The seed's numbers come from that header; every tplan number comes from solving the example now
-(tplan.goal.load_problem + tplan.solve.solve), so the doc follows the rule packs.
+(tplan.goal.load_problem + tplan.search.solve), so the doc follows the rule packs.
 
     python scripts/scenarios.py            # writes docs/scenarios.md
     python scripts/scenarios.py --check    # exit 1 when docs/scenarios.md is stale
@@ -29,7 +29,7 @@ import yaml
 from tplan.evaluate import format_value
 from tplan.explain import answer, suggestions
 from tplan.goal import load_problem
-from tplan.solve import solve, with_rules
+from tplan.search import solve, with_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

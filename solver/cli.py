@@ -15,11 +15,10 @@ from pathlib import Path
 import click
 
 from . import catalog as catalogs
-from .emit import deepspeed_config, hf_arguments, knobs_from_deepspeed, launch_line
+from .api import config_problem, plan_goal
+from .emit import deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
-from .explain import answer, report, suggestions
-from .goal import load_problem
-from .load import read
+from .explain import answer, report
 from .write import check_targets, write_all
 
 TEAM_PACK = "tplan-rules.yaml"  # a repo-local pack picked up from the working directory
@@ -101,15 +100,12 @@ def main():
 @RULES_OPTION
 def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rules):
     """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
-    from .solve import Budget, solve as run_solver  # OR-Tools loads only when a goal is solved
+    from .search import Budget  # OR-Tools loads only when a goal is solved
 
-    budget = Budget(time_limit)
-
-    problem = load_problem(goal, extra_rules=_team_packs(rules))
+    budget = Budget(time_limit)  # the whole command, loading included
     outputs = [path for path in (deepspeed_out, hf_out) if path]
-    check_targets(outputs, problem.sources)
-    plan = run_solver(problem, budget, explain=explain)
-    hints = suggestions(problem, plan, budget) if explain and plan.status == "infeasible" else []
+    problem, plan, hints = plan_goal(goal, _team_packs(rules), budget, explain,
+                                     before_search=lambda problem: check_targets(outputs, problem.sources))
     if plan.assessment is not None:
         contents = {}
         if deepspeed_out:
@@ -130,20 +126,6 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
     return 0 if plan.assessment is not None else EXIT_NO
 
 
-def _config_problem(path: str, goal: str | None, rules: tuple[str, ...]):
-    """A tplan config YAML, or a DeepSpeed JSON with its model/data/hardware from --goal or
-    from CONFIG.tplan.yaml beside it."""
-    if not path.endswith(".json"):
-        return load_problem(path, pinned=True, extra_rules=rules)
-    side = Path(path).with_suffix(".tplan.yaml")
-    base = goal or (str(side) if side.is_file() else None)
-    if base is None:
-        raise InputError(path, "", f"--goal GOAL.yaml or {side.name} beside it, naming the model, data and "
-                                   f"hardware that a DeepSpeed JSON does not carry")
-    return load_problem(base, pinned=True, extra_rules=rules, knobs=knobs_from_deepspeed(read(path)),
-                        knobs_file=path)
-
-
 @main.command()
 @click.argument("configs", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per config (a list for several).")
@@ -154,7 +136,7 @@ def check(configs, as_json, goal, rules):
     """Check pinned CONFIGS (tplan YAML or DeepSpeed JSON) against every rule; exit 1 on a violation."""
     answers, failed = [], False
     for path in configs:
-        problem = _config_problem(path, goal, _team_packs(rules))
+        problem = config_problem(path, goal, _team_packs(rules))
         config = {knob: values[0] for knob, values in problem.domains.items()}
         assessment = problem.evaluator().assess(config)
         status = "pass" if assessment.passes else "fail"

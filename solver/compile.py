@@ -14,7 +14,7 @@ Numbers are scaled integers: a compiled term ``t`` at unit ``u`` (a power of two
 for the real value ``t * u``. Units are picked from interval bounds so that every
 intermediate stays inside 64-bit integers. Rounding is bounded by a few units; each
 comparison is relaxed by ``RELATIVE_SLACK`` of its scale so no truly feasible plan is cut
-off, and the solver re-checks every plan with the exact evaluator (see solve.py).
+off, and the solver re-checks every plan with the exact evaluator (see search.py).
 Each hard constraint is guarded by its own literal, so an infeasible goal can be
 explained by the smallest set of rules CP-SAT needs to prove it.
 """

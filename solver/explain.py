@@ -11,7 +11,7 @@ from .evaluate import Assessment, format_value
 from .goal import Problem
 
 if TYPE_CHECKING:
-    from .solve import Plan
+    from .search import Plan
 
 ESTIMATE = {"params": "model.params", "trainable_params": "trainable_params",
             "memory_per_gpu_bytes": "memory_per_gpu", "cpu_memory_bytes": "cpu_memory",
@@ -60,7 +60,7 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
 def suggestions(problem: Problem, plan: Plan, budget) -> list[str]:
     """For an infeasible goal: what the best plan would break without each conflicting rule,
     and which narrowed knob, widened to its default domain, would make the goal feasible."""
-    from .solve import solve, with_rules  # OR-Tools loads only when a goal is solved
+    from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
     found = []
     for rule in plan.conflict:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})

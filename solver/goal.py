@@ -37,12 +37,13 @@ class Problem:
         return Evaluator(self.rules, {**self.rules.params, **self.inputs}, {**self.rules.tables, **self.input_tables})
 
 
-def load_problem(path: str | Path, pinned: bool = False, extra_rules: tuple = (),
+def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules: tuple = (),
                  knobs: dict | None = None, knobs_file: str | None = None) -> Problem:
-    """Read, validate and bind a goal file; ``pinned`` reads it as a config (every knob one value).
+    """Read, validate and bind a goal file (or a Document already read); ``pinned`` reads it as a
+    config (every knob one value).
     ``extra_rules`` are team packs added after the goal's own; ``knobs`` (read from ``knobs_file``,
     e.g. a DeepSpeed JSON) override the goal's knobs."""
-    document = read(path)
+    document = path if isinstance(path, Document) else read(path)
     validate(document, "config" if pinned and not knobs else "goal")
     data = document.data
     model = _model_inputs(document)

@@ -109,6 +109,13 @@ def read(path: str | Path) -> Document:
     return parse_yaml(text, str(path))
 
 
+def from_data(data: dict, name: str) -> Document:
+    """A document built in Python (the API's dict goals), held to the same limits as a file."""
+    document = Document(name, data)
+    _check_values(document, data, ())
+    return document
+
+
 def _read_text(path: Path) -> str:
     """The text of a regular UTF-8 file no larger than MAX_FILE_BYTES (never a pipe or a device)."""
     try:

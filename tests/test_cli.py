@@ -184,12 +184,11 @@ def test_interrupted_write_removes_the_outputs_it_created(tmp_path, monkeypatch)
 
 
 def test_an_unexpected_error_is_one_line_and_exit_3(monkeypatch, capsys):
-    from tplan import goal
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("tplan.cli.load_problem", broken)
+    monkeypatch.setattr("tplan.api.load_problem", broken)
     assert _run_in_process("solve", EXAMPLES / "quickstart.yaml") == 3
     err = capsys.readouterr().err
     assert err.startswith("tplan: error: internal error (ZeroDivisionError: a bug)") and err.count("\n") == 1

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import exhaustive, write_goal
 from tplan.goal import load_problem
-from tplan.solve import RESOLUTION, solve
+from tplan.search import RESOLUTION, solve
 
 RELATIVE_TOLERANCE = 1e-5  # scaled-integer resolution of the objective (see compile.py)
 

@@ -1,10 +1,14 @@
 """Search: run CP-SAT on the compiled model and certify its answer with the evaluator.
 
 Every plan CP-SAT returns is re-evaluated exactly; a plan that the scaled integers let
-through but the evaluator rejects is cut off with a no-good and the search repeats.
-So a returned plan always fits, and "optimal" means CP-SAT proved no plan has a
-smaller (scaled) objective. When nothing fits, CP-SAT names a set of rules that
-together rule out every plan (its infeasibility core over the guard literals).
+through but the evaluator rejects is cut off with a no-good and the search repeats, so a
+returned plan always fits. The evaluator then polishes it (every one- and two-knob change),
+and when the objective's rounding unit is coarse the search runs again with the objective
+split into tight cases (compile.py). "optimal" means CP-SAT proved the encoded optimum and
+the evaluator found nothing better. When nothing fits, CP-SAT names a set of rules that
+together rule out every plan (its infeasibility core over the guard literals). One Budget
+bounds the wall-clock time of all of it; each CP-SAT call also stops at a deterministic
+work limit, so answers do not depend on the machine unless the budget cuts them short.
 """
 
 from __future__ import annotations
