@@ -184,7 +184,6 @@ def test_interrupted_write_removes_the_outputs_it_created(tmp_path, monkeypatch)
 
 
 def test_an_unexpected_error_is_one_line_and_exit_3(monkeypatch, capsys):
-
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
