@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,8 +92,14 @@ def _format_path(key_path: tuple) -> str:
     return text
 
 
+STDIN = "-"  # a goal or config read from standard input (YAML or JSON), named <stdin> in messages
+
+
 def read(path: str | Path) -> Document:
-    """Load a YAML or JSON file; unreadable files, syntax errors and breached limits become InputError."""
+    """Load a YAML or JSON file (``-``: standard input); unreadable files, syntax errors and breached
+    limits become InputError."""
+    if str(path) == STDIN:
+        return parse_yaml(_read_stdin(), "<stdin>")  # JSON is YAML
     path = Path(path)
     text = _read_text(path)
     if path.suffix == ".json":
@@ -135,6 +142,16 @@ def _read_text(path: Path) -> str:
         return raw[:MAX_FILE_BYTES].decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InputError(str(path), f"byte {error.start}", "UTF-8 text") from None
+
+
+def _read_stdin() -> str:
+    text = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES:
+        raise InputError("<stdin>", "", f"at most {MAX_FILE_BYTES >> 10} KiB")
+    try:
+        return text.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError("<stdin>", f"byte {error.start}", "UTF-8 text") from None
 
 
 def _refuse_constant(name: str):

@@ -204,3 +204,17 @@ def test_time_limit_bounds_the_whole_command(tmp_goal):
     result = run_cli("solve", tmp_goal(goal), "--time-limit", "3")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert time.monotonic() - started < 30  # 3 s of search plus loading and compiling, on a busy machine
+
+
+def test_a_goal_from_standard_input(tmp_path):
+    import subprocess
+    import sys
+
+    goal = json.dumps({"model": "gpt2", "data": {"tokens": 1e8}, "hardware": {"gpu": "a100-80gb"},
+                       "knobs": {"context": 1024}})
+    result = subprocess.run([sys.executable, "-m", "tplan", "solve", "-", "--json", "--no-explain"], input=goal,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "optimal"
+    bad = subprocess.run([sys.executable, "-m", "tplan", "solve", "-"], input="model: [", capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("tplan: error: <stdin>: line")
