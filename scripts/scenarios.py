@@ -41,18 +41,18 @@ GIB = 2**30
 
 SEEDS = {
     "seed000": ("Seed 000: pretraining 0.1B-3B models on one RTX PRO 6000 Blackwell (96 GB)",
-                "seeds/000_2b7527f84e65aec7.txt (Russian; a readable copy beside it). One epoch, no DeepSpeed, "
+                "seed document 000 (in Russian). One epoch, no DeepSpeed, "
                 "fp16; its \"int8\" row is modelled as fp8 matmuls with 8-bit AdamW (see the example)."),
     "seed001": ("Seed 001: the 10M-3B multimodal family on RTX 3090 / A100 80GB",
-                "seeds/001_94c3785dcc967a81.txt. Batch 32, sequence 2048, bf16, AdamW; tokens = training samples "
+                "seed document 001. Batch 32, sequence 2048, bf16, AdamW; tokens = training samples "
                 "x 2048 (steps x batch x sequence). Its \"GPU hours\" are compared with tplan's wall-clock hours "
                 "where the seed also gives a wall clock (its 2 x 3090 GPU-hours equal its wall clock)."),
     "seed002": ("Seed 002: nanochat d20 on one A100 40GB",
-                "seeds/002_e4aba71b3d12198b.txt. Base training (stage 1) only, 524,288 tokens per iteration."),
+                "seed document 002. Base training (stage 1) only, 524,288 tokens per iteration."),
     "seed003": ("Seed 003: a 12B model (Mistral-NeMo) with QLoRA on a 6 GB laptop GPU versus an A100 80GB",
-                "seeds/003_b6ffc055c85240f8.txt. The seed gives no dataset size; 3 epochs of 5e7 tokens are assumed."),
+                "seed document 003. The seed gives no dataset size; 3 epochs of 5e7 tokens are assumed."),
     "seed004": ("Seed 004: Qwen2.5-7B and Saiga (Mistral-7B) on synthetic data at three pressure levels",
-                "seeds/004_d553237a55651e0e.txt. The level drives rules/synthetic.yaml (token floor, LoRA rank "
+                "seed document 004. The level drives rules/synthetic.yaml (token floor, LoRA rank "
                 "floor or full fine-tune, context floor, learning rate / warm-up / clipping)."),
 }
 
@@ -237,8 +237,8 @@ def render(items: list[dict]) -> str:
              "(`python scripts/scenarios.py --check` fails when this file is stale, and `tests/test_examples.py` "
              "runs that check). Each example's comment header quotes the seed row it reproduces and states the "
              "model shape and assumptions; the seed's estimate below is copied from that header, every tplan "
-             "number comes from solving the example with the shipped rule packs. The seeds themselves are in the "
-             "project's shared `seeds/` folder.", "",
+             "number comes from solving the example with the shipped rule packs. The seed documents are not part of "
+             "the repository: each example quotes the rows and figures of its seed that it uses.", "",
              "Columns: *tplan time* is wall clock (GPU-hours in brackets); *tplan / seed* divides it by the middle "
              "of the seed's range; *tplan memory* is per GPU for the fastest plan, which fills the GPU with larger "
              "micro-batches, and in brackets the smallest footprint any plan of the same goal needs (tplan solved "
