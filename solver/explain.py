@@ -18,6 +18,7 @@ ESTIMATE = {"params": "model.params", "trainable_params": "trainable_params",
             "tokens_per_second": "tokens_per_second", "train_seconds": "train_seconds",
             "model_flops_utilization": "model_flops_utilization", "gpu_hours": "gpu_hours",
             "global_batch_sequences": "sequences_per_step", "tokens_per_step": "tokens_per_step",
+            "training_tokens": "training_tokens",
             "optimizer_steps": "steps"}
 BREAKDOWN = {"weights": "weight_memory", "gradients": "gradient_memory", "optimizer": "optimizer_memory",
              "activations": "activation_memory", "other": "other_memory"}
@@ -115,7 +116,7 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
                      f"({'as the config runs' if inputs['data.batch_from_config'] else inputs['data.batch_source']}), "
                      f"{format_value(values['steps'], 'int')} optimizer steps")
         lines.append(f"Time  {format_value(values['train_seconds'], 'time')} for "
-                     f"{format_value(inputs['data.tokens'])} tokens at {format_value(values['tokens_per_second'], 'int')}"
+                     f"{format_value(values['training_tokens'])} tokens at {format_value(values['tokens_per_second'], 'int')}"
                      f" tokens/s, MFU {format_value(values['model_flops_utilization'], 'pct')}, "
                      f"{format_value(values['gpu_hours'])} GPU-hours"
                      + (f" (deadline {format_value(deadline, 'time')})" if deadline else ""))

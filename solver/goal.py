@@ -149,11 +149,40 @@ def _data_inputs(document: Document, pinned: bool) -> dict:
     sequences, tokens = spec.get("global_batch", 0), spec.get("global_batch_tokens", 0)
     source = ("data.global_batch" if sequences else "data.global_batch_tokens" if tokens
               else f"the default for {data.get('task', 'finetune')} in rules/batch.yaml")
-    return {"data.tokens": units.tokens(spec["tokens"], document.path, document.where(("data", "tokens"))), "data.synthetic_pressure": spec.get("synthetic_pressure", "none"),
+    return {"data.tokens": _run_tokens(document), "data.steps": spec.get("steps", 0), "data.synthetic_pressure": spec.get("synthetic_pressure", "none"),
             "data.synthetic_share": spec.get("synthetic_share", 0), "data.global_batch": sequences,
             "data.global_batch_tokens": float(tokens), "data.batch_source": source,
             # a config file that names no global batch is checked at its own batch
             "data.batch_from_config": pinned and not sequences and not tokens}
+
+
+AMOUNTS = {"tokens": (), "samples": ("tokens_per_sample",), "epochs": ("dataset_tokens",), "steps": ()}
+
+
+def _run_tokens(document: Document) -> float:
+    """Tokens over the whole run from the one amount the goal gives (0 for steps: the rules multiply
+    them by the plan's tokens per step)."""
+    spec = document.data["data"]
+    given = [amount for amount in AMOUNTS if amount in spec]
+    for amount, companions in AMOUNTS.items():
+        for companion in companions:
+            if (amount in spec) != (companion in spec):
+                missing, present = (companion, amount) if amount in spec else (amount, companion)
+                raise InputError(document.path, document.where(("data", present)),
+                                 f"data.{missing} with data.{present} (the run is {amount} x {companion})")
+    if len(given) != 1:
+        raise InputError(document.path, document.where(("data",)),
+                         "exactly one of data.tokens, data.samples (with tokens_per_sample), data.epochs "
+                         f"(with dataset_tokens) or data.steps, not {' and '.join(given) or 'none'}")
+    where = document.where(("data", given[0]))
+    if given[0] == "tokens":
+        return units.tokens(spec["tokens"], document.path, where)
+    if given[0] == "samples":
+        return units.tokens(spec["samples"] * spec["tokens_per_sample"], document.path, where)
+    if given[0] == "epochs":
+        per_epoch = units.tokens(spec["dataset_tokens"], document.path, document.where(("data", "dataset_tokens")))
+        return units.tokens(spec["epochs"] * per_epoch, document.path, where)
+    return 0.0
 
 
 def _deadline_seconds(document: Document) -> float:

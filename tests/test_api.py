@@ -63,3 +63,33 @@ def test_a_dict_goal_reads_relative_paths_from_the_working_directory(tmp_path, m
                           "rules": ["team.yaml"], "knobs": {"micro_batch": [1, 2, 4, 8], "context": 1024}},
                          explain=False)
     assert answer.ok and answer.config["micro_batch"] <= 2
+
+
+RUN = {"model": "gpt2", "hardware": {"gpu": "a100-80gb"},
+       "knobs": {"context": 1024, "micro_batch": [4, 8], "precision": "bf16", "zero_stage": 0, "offload": "none",
+                 "lora_rank": 0, "quantization": "none"}}
+
+
+@pytest.mark.parametrize("data", [
+    {"samples": 64000, "tokens_per_sample": 1024, "global_batch": 64},
+    {"epochs": 4, "dataset_tokens": "16.384M", "global_batch": 64},
+    {"steps": 1000, "global_batch": 64},
+    {"steps": 1000, "global_batch_tokens": 65536},
+])
+def test_samples_epochs_and_steps_are_the_same_run_as_its_tokens(data):
+    tokens = tplan.solve({**RUN, "data": {"tokens": 65_536_000, "global_batch": 64}}, explain=False)
+    other = tplan.solve({**RUN, "data": data}, explain=False)
+    assert other.config == tokens.config
+    for key in ("training_tokens", "optimizer_steps", "train_seconds"):
+        assert other.estimate[key] == pytest.approx(tokens.estimate[key], rel=1e-12), key
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"samples": 5}, "data.tokens_per_sample with data.samples"),
+    ({"tokens": 1e9, "steps": 4}, "exactly one of"),
+    ({"dataset_tokens": 1e9}, "data.epochs with data.dataset_tokens"),
+    ({}, "not none"),
+])
+def test_an_amount_of_data_is_given_exactly_once(data, message):
+    with pytest.raises(tplan.InputError, match=message):
+        tplan.solve({**RUN, "data": data}, explain=False)
