@@ -128,7 +128,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
 
 @main.command()
 @click.argument("configs", nargs=-1, required=True, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per config (a list for several).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list with one object per config (its file, then the answer's keys).")
 @click.option("--goal", type=click.Path(),
               help="Goal/config YAML giving model, data and hardware for DeepSpeed JSON configs.")
 @RULES_OPTION
@@ -142,14 +143,14 @@ def check(configs, as_json, goal, rules):
         status = "pass" if assessment.passes else "fail"
         failed |= not assessment.passes
         if as_json:
-            answers.append(answer(problem, status, assessment))
+            answers.append({"file": path, **answer(problem, status, assessment)})
         else:
             for violation in assessment.violations:
                 click.echo(f"{path}: {violation.rule}: {violation.message}"
                            + (" (warning)" if violation.severity != "error" else ""))
             click.echo(f"{path}: {status}")
     if as_json:
-        _print_json(answers[0] if len(answers) == 1 else answers)
+        _print_json(answers)
     return EXIT_NO if failed else 0
 
 

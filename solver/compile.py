@@ -534,16 +534,7 @@ class Compiler:
             return node
         if isinstance(node, expr.Name):
             return expr.Const(value) if node.name == knob else self._pinned(self.rules.derived[node.name], knob, value)
-        if isinstance(node, expr.Lookup):
-            return self._keep(expr.Lookup(node.table, self._pinned(node.key, knob, value)))
-        if isinstance(node, expr.Unary):
-            return self._keep(expr.Unary(node.op, self._pinned(node.operand, knob, value)))
-        if isinstance(node, expr.Binary):
-            return self._keep(expr.Binary(node.op, self._pinned(node.left, knob, value),
-                                          self._pinned(node.right, knob, value)))
-        if isinstance(node, expr.IfElse):
-            return self._keep(expr.IfElse(*(self._pinned(child, knob, value) for child in expr.children(node))))
-        return self._keep(expr.Call(node.function, tuple(self._pinned(arg, knob, value) for arg in node.args)))
+        return self._keep(expr.rebuilt(node, [self._pinned(child, knob, value) for child in expr.children(node)]))
 
     # -- whole model ----------------------------------------------------------------------
     def compile(self) -> CompiledModel:

@@ -173,6 +173,21 @@ def children(node: Node) -> tuple[Node, ...]:
     return ()
 
 
+def rebuilt(node: Node, parts: list[Node]) -> Node:
+    """``node`` with ``parts`` as its children (``node`` itself when none changed)."""
+    if all(new is old for new, old in zip(parts, children(node))):
+        return node
+    if isinstance(node, Lookup):
+        return Lookup(node.table, *parts)
+    if isinstance(node, Unary):
+        return Unary(node.op, *parts)
+    if isinstance(node, Binary):
+        return Binary(node.op, *parts)
+    if isinstance(node, IfElse):
+        return IfElse(*parts)
+    return Call(node.function, tuple(parts))
+
+
 def render(node: Node) -> str:
     """Readable text of a tree, for messages."""
     if isinstance(node, Const):

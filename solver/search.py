@@ -22,6 +22,7 @@ from ortools.sat.python import cp_model
 from .compile import CompiledModel, Compiler
 from .errors import InputError
 from .evaluate import Assessment
+from .fold import fold
 from .goal import Problem
 
 MAX_CUTS = 100
@@ -236,6 +237,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     when there is none."""
     budget = budget_of(time_limit)
     started = time.perf_counter()
+    problem = fold(problem)
     # a rule that fails to evaluate (10**10**10, arithmetic on a word) is a pack error, not "no plan"
     problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
     search = Search(problem, budget)

@@ -53,7 +53,7 @@ def test_check_reports_the_numbers_of_a_violation(tmp_goal):
 
 
 def test_check_json_prints_the_estimate_even_when_failing(tmp_goal):
-    code, answer = run_json("check", tmp_goal(LLAMA_FULL_FT))
+    code, (answer,) = run_json("check", tmp_goal(LLAMA_FULL_FT))
     assert code == 1 and answer["status"] == "fail"
     assert answer["estimate"]["memory_per_gpu_bytes"] > 80 * 2**30
     assert answer["violations"][0]["rule"] == "memory/fits-gpu-memory"
@@ -61,7 +61,7 @@ def test_check_json_prints_the_estimate_even_when_failing(tmp_goal):
 
 def test_check_passes_a_config_that_fits(tmp_goal):
     config = {**LLAMA_FULL_FT, "knobs": {**LLAMA_FULL_FT["knobs"], "lora_rank": 8}}
-    code, answer = run_json("check", tmp_goal(config))
+    code, (answer,) = run_json("check", tmp_goal(config))
     assert code == 0 and answer["status"] == "pass"
 
 
@@ -128,7 +128,7 @@ def test_team_pack_rule_blocks_a_plan(tmp_path, tmp_goal):
             "knobs": {"precision": "fp16", "context": 1024}, "rules": ["team.yaml"]}
     code, answer = run_json("solve", tmp_goal(goal))
     assert code == 1 and answer["conflict"] == ["team/no-fp16"]
-    code, answer = run_json("check", tmp_goal(goal))
+    code, (answer,) = run_json("check", tmp_goal(goal))
     assert code == 1 and [v["rule"] for v in answer["violations"]] == ["team/no-fp16"]
     assert json.dumps(answer)  # serialisable
 

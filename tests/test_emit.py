@@ -59,7 +59,7 @@ def test_deepspeed_accepts_the_emitted_config_and_it_equals_the_plan(tmp_path, t
 def test_check_reads_the_emitted_deepspeed_json_back(tmp_path, tmp_goal):
     goal = tmp_goal(MULTI_GPU)
     plan, ds, _ = solve_and_emit(tmp_path, goal)
-    code, checked = run_json("check", tmp_path / "ds_config.json", "--goal", goal)
+    code, (checked,) = run_json("check", tmp_path / "ds_config.json", "--goal", goal)
     assert code == 0 and checked["status"] == "pass"
     for knob in ("micro_batch", "grad_accum", "zero_stage", "offload", "precision", "dp"):
         assert checked["config"][knob] == plan["config"][knob]
