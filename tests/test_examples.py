@@ -74,7 +74,7 @@ def test_seed_example_quotes_its_seed(path):
     assert head["title"].startswith(f"Seed {path.name[4:7]}"), "the comment block opens with the seed it reproduces"
     text = path.read_text(encoding="utf-8")
     assert "seed document" in text and ("Seed row" in text or "Seed text" in text), "the seed's own row or text is quoted"
-    assert "seeds/" not in text and "../shared" not in text, "no path outside the repository"
+    assert "seeds/" not in text and "shared/" not in text, "no path outside the repository"
     estimate = head.get("seed-estimate")
     assert isinstance(estimate, dict) and estimate.get("time") and estimate.get("memory")
     hours = estimate.get("hours")
