@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from . import catalog as catalogs
-from .api import config_problem, plan_goal
+from .api import check as check_config, plan_goal
 from .emit import deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
 from .explain import answer, report
@@ -135,22 +135,16 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
 @RULES_OPTION
 def check(configs, as_json, goal, rules):
     """Check pinned CONFIGS (tplan YAML or DeepSpeed JSON) against every rule; exit 1 on a violation."""
-    answers, failed = [], False
-    for path in configs:
-        problem = config_problem(path, goal, _team_packs(rules))
-        config = {knob: values[0] for knob, values in problem.domains.items()}
-        assessment = problem.evaluator().assess(config)
-        status = "pass" if assessment.passes else "fail"
-        failed |= not assessment.passes
-        if as_json:
-            answers.append({"file": path, **answer(problem, status, assessment)})
-        else:
-            for violation in assessment.violations:
-                click.echo(f"{path}: {violation.rule}: {violation.message}"
-                           + (" (warning)" if violation.severity != "error" else ""))
-            click.echo(f"{path}: {status}")
+    answers = [check_config(path, rules=_team_packs(rules), goal=goal) for path in configs]
     if as_json:
-        _print_json(answers)
+        _print_json([{"file": path, **result.to_dict()} for path, result in zip(configs, answers)])
+    else:
+        for path, result in zip(configs, answers):
+            for violation in result.violations:
+                click.echo(f"{path}: {violation['rule']}: {violation['message']}"
+                           + (" (warning)" if violation["severity"] != "error" else ""))
+            click.echo(f"{path}: {result.status}")
+    failed = any(not result.ok for result in answers)
     return EXIT_NO if failed else 0
 
 
