@@ -28,6 +28,8 @@ def estimate(problem: Problem, assessment: Assessment) -> dict:
     values = {**problem.inputs, **assessment.values}
     result = {key: _number(values[name]) for key, name in ESTIMATE.items()}
     result["memory_breakdown_bytes"] = {key: _number(values[name]) for key, name in BREAKDOWN.items()}
+    if values["hardware.price_per_gpu_hour"] > 0:  # money, in the goal's currency per GPU-hour
+        result["cost"] = _number(values["cost"])
     return result
 
 
@@ -119,6 +121,8 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
                      f"{format_value(values['training_tokens'])} tokens at {format_value(values['tokens_per_second'], 'int')}"
                      f" tokens/s, MFU {format_value(values['model_flops_utilization'], 'pct')}, "
                      f"{format_value(values['gpu_hours'])} GPU-hours"
+                     + (f", cost {format_value(values['cost'])} at {format_value(inputs['hardware.price_per_gpu_hour'])}"
+                        f" per GPU-hour" if inputs["hardware.price_per_gpu_hour"] > 0 else "")
                      + (f" (deadline {format_value(deadline, 'time')})" if deadline else ""))
         for violation in assessment.violations:
             lines.append(f"  {violation.severity}: {violation.rule}: {violation.message}")

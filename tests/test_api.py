@@ -93,3 +93,11 @@ def test_samples_epochs_and_steps_are_the_same_run_as_its_tokens(data):
 def test_an_amount_of_data_is_given_exactly_once(data, message):
     with pytest.raises(tplan.InputError, match=message):
         tplan.solve({**RUN, "data": data}, explain=False)
+
+
+def test_the_answer_prints_money_when_the_goal_gives_a_price():
+    goal = {**RUN, "data": {"tokens": 65_536_000, "global_batch": 64}}
+    free = tplan.solve(goal, explain=False)
+    priced = tplan.solve({**goal, "hardware": {**goal["hardware"], "price_per_gpu_hour": 2.5}}, explain=False)
+    assert "cost" not in free.estimate
+    assert priced.estimate["cost"] == pytest.approx(2.5 * priced.estimate["gpu_hours"], rel=1e-12)
