@@ -72,20 +72,26 @@ def _norm_params(shape: dict) -> int:
     return {"rmsnorm": 1, "layernorm": 2, "none": 0}[shape["norm"]] * shape["hidden"]
 
 
+def _mlp_bias(shape: dict, width: int) -> int:
+    """The biases of one MLP of inner ``width`` (gate and up, down)."""
+    return width * (2 if shape["gated_mlp"] else 1) + shape["hidden"] if shape["mlp_bias"] and width else 0
+
+
 def _mlp_params(shape: dict, width: int) -> int:
     """One MLP of inner ``width``: gate (if gated), up and down matrices, with their biases."""
-    hidden = shape["hidden"]
-    matrices = 3 if shape["gated_mlp"] else 2
-    bias = (width * (matrices - 1) + hidden) if shape["mlp_bias"] else 0
-    return matrices * hidden * width + bias
+    return (3 if shape["gated_mlp"] else 2) * shape["hidden"] * width + _mlp_bias(shape, width)
+
+
+def _attention_vectors(shape: dict) -> int:
+    """Attention's one-dimensional parameters: q, k, v and output biases, per-head q/k norms."""
+    head_dim = shape["head_dim"]
+    return (((shape["heads"] + 2 * shape["kv_heads"]) * head_dim if shape["qkv_bias"] else 0)
+            + (shape["hidden"] if shape["attn_out_bias"] else 0) + (2 * head_dim if shape["qk_norm"] else 0))
 
 
 def _attention_params(shape: dict) -> int:
     hidden, heads, kv, head_dim = shape["hidden"], shape["heads"], shape["kv_heads"], shape["head_dim"]
-    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
-    attention += (heads + 2 * kv) * head_dim if shape["qkv_bias"] else 0
-    attention += hidden if shape["attn_out_bias"] else 0
-    return attention + (2 * head_dim if shape["qk_norm"] else 0)
+    return 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + _attention_vectors(shape)
 
 
 def _moe_mlp_params(shape: dict, routed: int) -> int:
@@ -119,17 +125,11 @@ def vector_params(shape: dict) -> int:
     """Parameters in one-dimensional tensors - norms and biases. DeepSpeed ZeRO-3 does not partition
     tensors below stage3_param_persistence_threshold (1e5 elements); in a transformer these are they."""
     shape = complete_shape(shape)
-    hidden, head_dim = shape["hidden"], shape["head_dim"]
-    attention = ((shape["heads"] + 2 * shape["kv_heads"]) * head_dim if shape["qkv_bias"] else 0) \
-        + (hidden if shape["attn_out_bias"] else 0) + (2 * head_dim if shape["qk_norm"] else 0)
-
-    def mlp(width: int) -> int:
-        return width * (2 if shape["gated_mlp"] else 1) + hidden if shape["mlp_bias"] and width else 0
-
     dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
-    return (shape["layers"] * (attention + shape["norms_per_layer"] * _norm_params(shape))
-            + dense * mlp(shape["ffn_hidden"])
-            + sparse * (shape["experts"] * mlp(shape["expert_ffn_hidden"]) + mlp(shape["shared_expert_ffn_hidden"]))
+    return (shape["layers"] * (_attention_vectors(shape) + shape["norms_per_layer"] * _norm_params(shape))
+            + dense * _mlp_bias(shape, shape["ffn_hidden"])
+            + sparse * (shape["experts"] * _mlp_bias(shape, shape["expert_ffn_hidden"])
+                        + _mlp_bias(shape, shape["shared_expert_ffn_hidden"]))
             + _norm_params(shape))
 
 

@@ -185,25 +185,22 @@ class Search:
         """Rules that stop a better neighbouring plan: change one knob of the plan to another
         value of its domain; where that would improve the objective but breaks rules, those bind."""
         objective, found = self.problem.objective, set()
-        for knob, values in self.domains.items():
-            for value in values:
-                if value == plan.config[knob]:
-                    continue
-                neighbour = self.evaluator.assess({**plan.config, knob: value})
-                if neighbour.values[objective] < plan.values[objective]:
-                    found.update(v.rule for v in neighbour.violations if v.severity == "error")
+        for config in _neighbours(plan.config, self.domains, pairs=False):
+            neighbour = self.evaluator.assess(config)
+            if neighbour.values[objective] < plan.values[objective]:
+                found.update(v.rule for v in neighbour.violations if v.severity == "error")
         return sorted(found)
 
 
-def _neighbours(config: dict, domains: dict):
-    """Every config that differs from ``config`` in one or two knobs."""
+def _neighbours(config: dict, domains: dict, pairs: bool = True):
+    """Every config that differs from ``config`` in one knob (and, with ``pairs``, in two)."""
     knobs = [knob for knob, values in domains.items() if len(values) > 1]
     for index, first in enumerate(knobs):
         for value in domains[first]:
             if value == config[first]:
                 continue
             yield {**config, first: value}
-            for second in knobs[index + 1:]:
+            for second in knobs[index + 1:] if pairs else ():
                 for other in domains[second]:
                     if other != config[second]:
                         yield {**config, first: value, second: other}
