@@ -296,9 +296,11 @@ class Compiler:
     def _new_int(self, node: expr.Node, unit: float) -> cp_model.IntVar:
         """A variable for the node's value; its domain is padded by the rounding a product or
         quotient of FACTOR_BITS-wide factors can add (a few parts in 2**FACTOR_BITS)."""
-        low, high = self.bounds(node)
-        pad = math.ceil(max(abs(low), abs(high)) / unit * 2.0 ** (4 - FACTOR_BITS)) + 2
-        return self.model.NewIntVar(math.floor(low / unit) - pad, math.ceil(high / unit) + pad, "")
+        return self._padded_int(*self.bounds(node), unit)
+
+    def _padded_int(self, low: float, high: float, unit: float, name: str = "") -> cp_model.IntVar:
+        return self.model.NewIntVar(math.floor(low / unit) - _pad(low, high, unit),
+                                    math.ceil(high / unit) + _pad(low, high, unit), name)
 
     def _factor(self, node: expr.Node):
         low, high = self.bounds(node)
@@ -515,11 +517,10 @@ class Compiler:
         unit = unit_for(max(max(abs(low), abs(high)) for low, high in bounds), SUM_BITS)
         terms = [self.numeric(case, unit) for case in cases]
         low, high = min(low for low, _ in bounds), max(high for _, high in bounds)
-        pad = math.ceil(max(abs(low), abs(high)) / unit * 2.0 ** (4 - FACTOR_BITS)) + 2
-        result = self.model.NewIntVar(math.floor(low / unit) - pad, math.ceil(high / unit) + pad, "objective")
+        result = self._padded_int(low, high, unit, "objective")
         for chosen, term in zip(self.chosen[knob], terms):
             self.model.Add(result == term).OnlyEnforceIf(chosen)
-        self.model.Add(result <= math.ceil(self.objective_cap / unit) + pad)  # rounding included
+        self.model.Add(result <= math.ceil(self.objective_cap / unit) + _pad(low, high, unit))  # rounding included
         return result
 
     def _at_own_unit(self, node: expr.Node):
@@ -552,6 +553,12 @@ class Compiler:
         self.model.Minimize(objective + preference)
         self.model.AddDecisionStrategy(list(self.index.values()), cp_model.CHOOSE_FIRST, cp_model.SELECT_MIN_VALUE)
         return CompiledModel(self.model, self.index, self.chosen, guards, self.objective_resolution)
+
+
+def _pad(low: float, high: float, unit: float) -> int:
+    """Units a value of this range may be off by: the rounding a product or quotient of
+    FACTOR_BITS-wide factors can add (a few parts in 2**FACTOR_BITS)."""
+    return math.ceil(max(abs(low), abs(high)) / unit * 2.0 ** (4 - FACTOR_BITS)) + 2
 
 
 def _numbers(table: Table) -> list[float | None]:
