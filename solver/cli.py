@@ -165,3 +165,31 @@ def catalog(kind, as_json):
         _print_json(entries)
     else:
         click.echo("\n".join(rows))
+
+
+@main.command()
+@click.argument("measurements", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", type=click.Path(), help="Write the calibration pack here (default: print it).")
+@click.option("--use", type=click.Choice(["training", "held-out"]),
+              help="Fit only the files marked with this `use` (the shipped data marks its training sources).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted constants and each run's error as JSON.")
+@RULES_OPTION
+def calibrate(measurements, output, use, as_json, rules):
+    """Fit the time model's free constants to MEASUREMENTS (runs with measured speed) as a rule pack."""
+    from . import calibrate as calibration
+
+    runs = calibration.read_runs(measurements, _team_packs(rules), use)
+    check_targets([output] if output else [], tuple(measurements))
+    constants = calibration.fit(runs)
+    text = calibration.pack_text(constants, runs)
+    if output:
+        write_all({output: text})
+    fitted = calibration.summary(runs, constants)
+    if as_json:
+        _print_json({"constants": constants, **fitted,
+                     "errors": {run.id: error for run, error in zip(runs, calibration.errors(runs, constants))}})
+    elif not output:
+        click.echo(text, nl=False)
+    if output and not as_json:
+        click.echo(f"{output}: {fitted['runs']} runs, median |error| {fitted['median']:.1%}, "
+                   f"worst {fitted['worst']:.1%}")

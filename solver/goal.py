@@ -52,7 +52,9 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
               "task": data.get("task", "finetune"), "attention_flash": data.get("attention", "flash") == "flash",
               "loss": data.get("loss", "standard"),
               "goal.deadline_seconds": _deadline_seconds(document)}
-    tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()}}
+    tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()},
+              "gpu.matmul_fraction": {key: float(gpu["matmul_fraction"].get(key, gpu["matmul_fraction"]["bf16"]))
+                                      for key in gpu["peak_tflops"]}}
     extra = [_existing(document, Path(document.path).parent / pack, ("rules", index))
              for index, pack in enumerate(data.get("rules", []))] + [Path(pack) for pack in extra_rules]
     rules = load_rules(_each_once(extra), set(inputs) | set(tables))
@@ -112,7 +114,8 @@ def _model_inputs(document: Document) -> dict:
 def _gpu_inputs(gpu: dict) -> dict:
     return {"gpu.name": gpu["name"], "gpu.memory_bytes": gpu["memory_gib"] * GIB,
             "gpu.memory_bandwidth": gpu["memory_bandwidth_gbs"] * GB,
-            "gpu.intra_node_bandwidth": gpu["intra_node_gbs"] * GB, "gpu.pcie_bandwidth": gpu["pcie_gbs"] * GB}
+            "gpu.intra_node_bandwidth": gpu["intra_node_gbs"] * GB, "gpu.pcie_bandwidth": gpu["pcie_gbs"] * GB,
+            "gpu.inter_node_bandwidth": gpu["inter_node_gbs"] * GB, "gpu.architecture": gpu["architecture"]}
 
 
 def _each_once(paths: list[Path]) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Check a loaded document against its JSON Schema (goal, config or rulepack)."""
+"""Check a loaded document against its JSON Schema (goal, config, rulepack or measurements)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from referencing import Registry, Resource
 from .errors import InputError, nearest, quote
 from .load import Document
 
-SCHEMAS = ("goal", "config", "rulepack")
+SCHEMAS = ("goal", "config", "rulepack", "measurements")
 
 
 @cache

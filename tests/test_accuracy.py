@@ -180,9 +180,7 @@ def test_deepspeed_own_estimators_agree_with_the_formulas(sections):
 #   allocator fragmentation that torch's peak counters leave out (about +12-15% by construction) and
 #   measured peaks spread 10-20%; below -15% tplan would call a run that OOMs "fits", so the lower
 #   side is tight. The rows tplan's knobs express sit at +17..+22% (like for like: +5..+8%).
-# * tokens/s: -35% .. +15%. tplan's utilisation ceiling (0.52, Megatron at scale) makes single-GPU
-#   runs pessimistic; an optimistic time is the dangerous side, so the upper side is tight.
-MEMORY_BAND, TENSOR_BAND, TPS_BAND = (-0.15, 0.30), (-0.15, 0.15), (-0.35, 0.15)
+MEMORY_BAND, TENSOR_BAND = (-0.15, 0.30), (-0.15, 0.15)
 PURE_BF16 = "pure bf16 is modelled (precision bf16-pure)"
 CHUNKED_CE = ("besides chunked cross-entropy (modelled: goal `loss: chunked`), the recipe offloads activations "
               "or fuses ops that tplan does not model")
@@ -203,15 +201,7 @@ MEMORY_OFF = {
     "tt-3b-lora": CHUNKED_CE + "; activations offloaded to the CPU",
     "tt-3b-qlora": CHUNKED_CE + "; activations offloaded to the CPU",
 }
-NF4_SLOWDOWN = ("time.yaml quantized_base_slowdown[nf4] = 1.28 (the 8B/4090 LoRA:QLoRA pair) on top of the "
-                "single-GPU pessimism of mfu_ceiling; the 3B/A100 pair in the same README is 8210:8035 = 1.02")
-TPS_OFF = {
-    "tt-8b-lora-4090": "measured 3083 tok/s is 60% MFU on the 4090's 165 TFLOP/s (about 90% counting the "
-                       "recomputed forward); tplan's mfu_ceiling 0.52 cannot reach it",
-    "tt-8b-qlora-4090": NF4_SLOWDOWN,
-}
 MEASURED_IDS = [case["id"] for case in accuracy.MEASURED if case["spec"] is not None]
-TPS_IDS = [case["id"] for case in accuracy.MEASURED if case["spec"] is not None and case.get("tps")]
 
 
 def known(off: dict, ids: list[str]) -> list:
@@ -235,13 +225,6 @@ def test_measured_peak_memory_like_for_like(sections, case_id):
     low, high = TENSOR_BAND
     assert low <= record["tensor_error"] <= high, f"{case_id}: tplan tensors {record['tensor_error']:+.1%}"
     assert record["fits"] == "yes"
-
-
-@pytest.mark.parametrize("case_id", known(TPS_OFF, TPS_IDS))
-def test_measured_throughput_within_band(sections, case_id):
-    record = records(sections, "measured")[case_id]
-    low, high = TPS_BAND
-    assert low <= record["tps_error"] <= high, f"{case_id}: tplan tok/s {record['tps_error']:+.1%}"
 
 
 def test_offload_host_memory_is_not_underestimated(sections):
@@ -281,23 +264,45 @@ def test_flop_bound_covers_a_grid(sections):
     assert record["checked"] >= 100 and record["worst_ratio"] >= 1
 
 
-# ---------------------------------------------------------------- (h) llm-foundry runs that ran
+# ---------------------------------------------------------------- (h) runs that ran, (i) step time
 
 
-FOUNDRY_RUNS = [f"{run['model']}-{run['gpu']}-{run['context']}"
-                for run in yaml.safe_load(accuracy.LLM_FOUNDRY.read_text())["runs"]]
+FOUNDRY_RUNS = [run["id"] for run in yaml.safe_load((accuracy.ROOT / "data/measured/llm-foundry.yaml").read_text())["runs"]]
 
 
 @pytest.mark.parametrize("run", FOUNDRY_RUNS)
 def test_a_run_that_ran_fits_with_its_own_loss(sections, run):
-    record = records(sections, "foundry")[run]
-    assert record["params_exact"], "the MPT shape no longer reproduces the benchmark's NumParams"
-    assert record["pass"], "tplan says a configuration that trained does not fit"
+    # llm-foundry lists every setting of its runs (micro-batch, accumulation, sharding, loss); each trained.
+    assert records(sections, "ran")[run]["pass"], "tplan says a configuration that trained does not fit"
 
 
-def test_llm_foundry_throughput_median_within_15_percent(sections):
-    errors = sorted(abs(record["tps_error"]) for record in sections["foundry"]["records"])
-    assert errors[len(errors) // 2] <= 0.15, errors
+def test_shipped_time_constants_are_the_fit_to_the_training_sources(sections):
+    step = sections["step_time"]
+    for name, shipped in step["shipped"].items():
+        assert step["refit"][name] == pytest.approx(shipped, rel=0.01, abs=1e-9), name
+
+
+def test_step_time_on_sources_the_constants_never_saw(sections):
+    # Issue 9's targets: leave-one-source-out median |error| <= 12% across single-GPU, one-node and
+    # multi-node runs; the held-out sources with the shipped constants stay within it as well.
+    step = sections["step_time"]
+    assert step["sources"] >= 4
+    assert step["loso_median"] <= 0.12
+    assert step["held_out_median"] <= 0.12
+    scales = {record["scale"] for record in step["records"]}
+    assert scales == {"single GPU", "one node", "several nodes"}
+
+
+def test_step_time_beats_a_fixed_efficiency_calculator(sections):
+    # llm-analysis at the best fixed efficiency for these very runs (chosen after seeing them) against
+    # tplan with constants fitted without each run's own source.
+    baseline = sections["step_time"]["baseline"]
+    assert baseline["tplan_median"] < baseline["best_median"]
+
+
+def test_one_cluster_calibrated_on_half_predicts_the_rest(sections):
+    errors = sorted(abs(error) for error in sections["step_time"]["cluster"])
+    assert errors[len(errors) // 2] <= 0.05
 
 
 # ---------------------------------------------------------------- docs/accuracy.md
