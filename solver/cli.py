@@ -135,6 +135,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
 @RULES_OPTION
 def check(configs, as_json, goal, rules):
     """Check pinned CONFIGS (tplan YAML or DeepSpeed JSON) against every rule; exit 1 on a violation."""
+    configs = list(dict.fromkeys(_checked_file(path) for path in configs))
     answers = [check_config(path, rules=_team_packs(rules), goal=goal) for path in configs]
     if as_json:
         _print_json([{"file": path, **result.to_dict()} for path, result in zip(configs, answers)])
@@ -146,6 +147,15 @@ def check(configs, as_json, goal, rules):
             click.echo(f"{path}: {result.status}")
     failed = any(not result.ok for result in answers)
     return EXIT_NO if failed else 0
+
+
+def _checked_file(path: str) -> str:
+    """NAME.tplan.yaml beside NAME.json is that DeepSpeed JSON's side file (its model, data and
+    hardware): checked alone it would be a goal with default knobs, so the JSON is checked with it."""
+    suffix = ".tplan.yaml"
+    if path.endswith(suffix) and Path(path[: -len(suffix)] + ".json").is_file():
+        return path[: -len(suffix)] + ".json"
+    return path
 
 
 @main.command()

@@ -37,3 +37,15 @@ def test_pre_commit_try_repo_passes_good_and_blocks_bad_config(tmp_path):
     bad = subprocess.run([*pre_commit, "bad.tplan.yaml"], cwd=repo, capture_output=True, text=True, env=env)
     assert bad.returncode != 0
     assert "bad.tplan.yaml: memory/fits-gpu-memory: needs" in bad.stdout
+
+    # A DeepSpeed JSON and its side file (model, data and hardware) committed together: the side file
+    # stands for the JSON, never for a goal with default knobs.
+    goal = repo / "ds_config.tplan.yaml"
+    goal.write_text(yaml.safe_dump({key: value for key, value in GOOD.items() if key != "knobs"}))
+    solved = subprocess.run([sys.executable, "-m", "tplan", "solve", str(goal), "--deepspeed", "ds_config.json",
+                             "--no-explain"], cwd=repo, capture_output=True, text=True)
+    assert solved.returncode == 0, solved.stderr
+    git(repo, "add", ".")
+    pair = subprocess.run([*pre_commit, "ds_config.json", "ds_config.tplan.yaml"], cwd=repo, capture_output=True,
+                          text=True, env=env)
+    assert pair.returncode == 0, pair.stdout + pair.stderr
