@@ -8,13 +8,13 @@ message the command line prints. The command line is built on the same functions
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .emit import knobs_from_deepspeed
 from .errors import InputError
 from .explain import answer
-from .goal import Problem, load_problem
+from .goal import Problem, gpu_choices, load_problem
 from .load import Document, from_data, read
 
 
@@ -30,6 +30,7 @@ class Answer:
     binding: list[str] = field(default_factory=list)
     conflict: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    gpu_choices: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -40,13 +41,17 @@ class Answer:
         """The JSON object `tplan ... --json` prints."""
         result = {"status": self.status, "config": self.config, "estimate": self.estimate,
                   "violations": self.violations, "binding": self.binding, "conflict": self.conflict}
-        return {**result, "suggestions": self.suggestions} if self.suggestions else result
+        if self.suggestions:
+            result["suggestions"] = self.suggestions
+        if self.gpu_choices:
+            result["gpu_choices"] = self.gpu_choices
+        return result
 
 
 def solve(goal: dict | str | Path, *, rules: tuple = (), time_limit: float = 60.0, explain: bool = True) -> Answer:
     """The fastest plan of ``goal`` that fits (or why none does), as `tplan solve --json` answers."""
-    problem, plan, hints = plan_goal(goal, rules, time_limit, explain)
-    return Answer(**answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints))
+    problem, plan, hints, choices = plan_goal(goal, rules, time_limit, explain)
+    return Answer(**answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints, choices))
 
 
 def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Path | None = None) -> Answer:
@@ -58,18 +63,39 @@ def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Pa
 
 
 def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None):
-    """(problem, plan, suggestions) for a goal; ``time_limit`` is seconds or a shared solve.Budget;
-    ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there)."""
+    """(problem, plan, suggestions, GPU choices) for a goal; ``time_limit`` is seconds or a shared solve.Budget;
+    ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there).
+    A goal listing several GPUs is planned once per GPU and answered with the best by its objective."""
     from .explain import suggestions
     from .search import Budget, budget_of, solve as search  # OR-Tools loads only when a goal is solved
 
     budget: Budget = budget_of(time_limit)
-    problem = load_problem(_source(goal), extra_rules=tuple(rules))
+    document = _source(goal)
+    document = document if isinstance(document, Document) else read(document)
+    problems = [load_problem(choice, extra_rules=tuple(rules)) for choice in gpu_choices(document)]
     if before_search:
-        before_search(problem)
-    plan = search(problem, budget, explain=explain)
+        before_search(problems[0])
+    plans = [search(problem, budget, explain=explain) for problem in problems]
+    problem, plan = best_choice(problems, plans)
     hints = suggestions(problem, plan, budget) if explain and plan.status == "infeasible" else []
-    return problem, plan, hints
+    choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
+                problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}
+               for each, found in zip(problems, plans)] if len(problems) > 1 else []
+    return problem, plan, hints, choices
+
+
+def best_choice(problems: list[Problem], plans: list) -> tuple:
+    """The GPU whose plan is best by the objective (the first listed on a tie). Its plan is proven
+    best over all of them only if every GPU's search was proven: else it is "feasible"."""
+    found = [(plan.assessment.values[problem.objective], index) for index, (problem, plan)
+             in enumerate(zip(problems, plans)) if plan.assessment is not None]
+    if not found:
+        return problems[0], plans[0]
+    index = min(found)[1]
+    plan = plans[index]
+    if plan.status == "optimal" and any(other.status not in ("optimal", "infeasible") for other in plans):
+        plan = replace(plan, status="feasible")
+    return problems[index], plan
 
 
 def config_problem(config, goal, rules: tuple) -> Problem:

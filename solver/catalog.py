@@ -33,6 +33,11 @@ def models() -> dict[str, dict]:
     return _catalog("models")["models"]
 
 
+def list_prices() -> dict:
+    """The shipped, dated on-demand prices per GPU-hour (rules/catalog/prices.yaml)."""
+    return _catalog("prices")
+
+
 def find_gpu(name: str, file: str, where: str) -> dict:
     entry = gpus().get(str(name).lower())
     if entry is None:

@@ -104,7 +104,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
 
     budget = Budget(time_limit)  # the whole command, loading included
     outputs = [path for path in (deepspeed_out, hf_out) if path]
-    problem, plan, hints = plan_goal(goal, _team_packs(rules), budget, explain,
+    problem, plan, hints, choices = plan_goal(goal, _team_packs(rules), budget, explain,
                                      before_search=lambda problem: check_targets(outputs, problem.sources))
     if plan.assessment is not None:
         contents = {}
@@ -116,10 +116,10 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
         if launch:
             click.echo(launch_line(problem, plan.assessment, deepspeed_out or "ds_config.json"), err=as_json)
     if as_json:
-        _print_json(answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints))
+        _print_json(answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints, choices))
     else:
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
-                          plan.solve_seconds))
+                          plan.solve_seconds, choices))
         if plan.status == "unknown":
             click.echo(f"No plan found within the search limits (--time-limit {time_limit:g} s, and CP-SAT's "
                        f"deterministic work limit); raise --time-limit or narrow the knobs.")

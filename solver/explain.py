@@ -41,13 +41,16 @@ def _number(value):
 
 
 def config_json(problem: Problem, assessment: Assessment) -> dict:
+    """The knobs, then what they imply: the data-parallel degree, the GPU and the nodes the plan uses."""
     config = dict(assessment.config)
     config["dp"] = round(assessment.values["dp"])
+    config["gpu"] = problem.inputs["gpu.id"]
+    config["nodes"] = -(-config["gpus"] // problem.inputs["hardware.gpus_per_node"])
     return config
 
 
 def answer(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
-           suggestions=()) -> dict:
+           suggestions=(), gpu_choices=()) -> dict:
     """The JSON object printed by `solve --json` and `check --json`."""
     result = {"status": status,
               "config": config_json(problem, assessment) if assessment else None,
@@ -57,6 +60,9 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
               "binding": list(binding), "conflict": list(conflict)}
     if suggestions:
         result["suggestions"] = list(suggestions)
+    if gpu_choices:  # a goal that lists several GPUs: each one's best plan by the objective
+        result["gpu_choices"] = [{**choice, problem.objective_name: _number(choice[problem.objective_name])
+                                  if choice[problem.objective_name] is not None else None} for choice in gpu_choices]
     return result
 
 
@@ -89,13 +95,21 @@ def _knob_text(config: dict) -> str:
     return ", ".join(f"{key} {format_value(value)}" for key, value in config.items())
 
 
+_FORMATS = {"time": "time", "memory": "bytes"}   # how each objective's value prints (cost: a number)
+
+
 def report(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
-           suggestions=(), solve_seconds: float | None = None) -> str:
+           suggestions=(), solve_seconds: float | None = None, gpu_choices=()) -> str:
     """The human report: chosen knobs, memory per GPU against capacity, time against deadline."""
     inputs = problem.inputs
     lines = [f"tplan: {problem.model_name} ({format_value(inputs['model.params'])} params) on "
              f"{inputs['hardware.total_gpus']} x {problem.gpu_name} -- {status}"
              + (f" (CP-SAT, {solve_seconds:.2f} s)" if solve_seconds is not None else "")]
+    if gpu_choices:
+        lines.append(f"GPUs compared by {problem.objective_name}: " + ", ".join(
+            f"{choice['gpu']} " + (format_value(choice[problem.objective_name], _FORMATS.get(problem.objective_name))
+                                   if choice[problem.objective_name] is not None else choice["status"])
+            for choice in gpu_choices))
     if assessment is not None:
         values = assessment.values
         config = assessment.config
@@ -122,7 +136,8 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
                      f" tokens/s, MFU {format_value(values['model_flops_utilization'], 'pct')}, "
                      f"{format_value(values['gpu_hours'])} GPU-hours"
                      + (f", cost {format_value(values['cost'])} at {format_value(inputs['hardware.price_per_gpu_hour'])}"
-                        f" per GPU-hour" if inputs["hardware.price_per_gpu_hour"] > 0 else "")
+                        f" per GPU-hour ({inputs['hardware.price_source']})" if inputs["hardware.price_per_gpu_hour"] > 0
+                        else "")
                      + (f" (deadline {format_value(deadline, 'time')})" if deadline else ""))
         for violation in assessment.violations:
             lines.append(f"  {violation.severity}: {violation.rule}: {violation.message}")

@@ -47,11 +47,15 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
     validate(document, "config" if pinned and not knobs else "goal")
     data = document.data
     model = _model_inputs(document)
-    gpu = catalog.find_gpu(data["hardware"]["gpu"], document.path, document.where(("hardware", "gpu")))
-    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(document), **_data_inputs(document, pinned),
+    gpu = catalog.find_gpu(_one_gpu(document), document.path, document.where(("hardware", "gpu")))
+    inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(document, gpu["id"]), **_data_inputs(document, pinned),
               "task": data.get("task", "finetune"), "attention_flash": data.get("attention", "flash") == "flash",
               "loss": data.get("loss", "standard"),
-              "goal.deadline_seconds": _deadline_seconds(document)}
+              "goal.deadline_seconds": _deadline_seconds(document), "goal.budget": data.get("budget", 0)}
+    if inputs["goal.budget"] and not inputs["hardware.price_per_gpu_hour"]:
+        raise InputError(document.path, document.where(("budget",)),
+                         f"hardware.price_per_gpu_hour with a budget ({gpu['id']} has no list price in "
+                         f"rules/catalog/prices.yaml)")
     tables = {"gpu.peak_flops": {key: float(value) * 1e12 for key, value in gpu["peak_tflops"].items()},
               "gpu.matmul_fraction": {key: float(gpu["matmul_fraction"].get(key, gpu["matmul_fraction"]["bf16"]))
                                       for key in gpu["peak_tflops"]}}
@@ -115,7 +119,8 @@ def _gpu_inputs(gpu: dict) -> dict:
     return {"gpu.name": gpu["name"], "gpu.memory_bytes": gpu["memory_gib"] * GIB,
             "gpu.memory_bandwidth": gpu["memory_bandwidth_gbs"] * GB,
             "gpu.intra_node_bandwidth": gpu["intra_node_gbs"] * GB, "gpu.pcie_bandwidth": gpu["pcie_gbs"] * GB,
-            "gpu.inter_node_bandwidth": gpu["inter_node_gbs"] * GB, "gpu.architecture": gpu["architecture"]}
+            "gpu.inter_node_bandwidth": gpu["inter_node_gbs"] * GB, "gpu.architecture": gpu["architecture"],
+            "gpu.id": gpu["id"]}
 
 
 def _each_once(paths: list[Path]) -> list[Path]:
@@ -133,17 +138,79 @@ def _existing(document: Document, path: Path, key_path: tuple) -> Path:
     return path
 
 
-def _hardware_inputs(document: Document) -> dict:
+IMPLIED = ("gpu", "nodes", "dp")   # keys of an answer's config that are not knobs: the GPU chosen and what the knobs imply
+
+
+def gpu_choices(document: Document) -> list[Document]:
+    """The goal once per GPU it lists (hardware.gpu may name several to compare, knobs.gpu picks
+    among them); anything else is returned as it is, for validation to judge."""
+    listed, knobs = _gpus_listed(document), document.data.get("knobs") if isinstance(document.data, dict) else None
+    if not listed or not isinstance(knobs or {}, dict) or (len(listed) == 1 and "gpu" not in (knobs or {})):
+        return [document]
+    rest = {name: value for name, value in (knobs or {}).items() if name != "gpu"}
+    return [Document(document.path, {**document.data, "hardware": {**document.data["hardware"], "gpu": gpu},
+                                     "knobs": rest}, document.lines) for gpu in listed]
+
+
+def _gpus_listed(document: Document) -> list[str]:
+    """The GPU ids in play: knobs.gpu (which must be among hardware.gpu) or hardware.gpu; [] when the
+    goal is malformed (validation reports it)."""
+    data = document.data if isinstance(document.data, dict) else {}
+    hardware, knobs = data.get("hardware"), data.get("knobs")
+    listed = hardware.get("gpu") if isinstance(hardware, dict) else None
+    listed = [listed] if isinstance(listed, str) else listed
+    if not isinstance(listed, list) or not listed or not all(isinstance(gpu, str) for gpu in listed):
+        return []
+    picked = knobs.get("gpu") if isinstance(knobs, dict) else None
+    if picked is None:
+        return listed
+    picked = [picked] if isinstance(picked, str) else picked
+    known = {gpu.lower() for gpu in listed}
+    for gpu in picked if isinstance(picked, list) else [picked]:
+        if not isinstance(gpu, str) or gpu.lower() not in known:
+            raise InputError(document.path, document.where(("knobs", "gpu")),
+                             f"a GPU among hardware.gpu ({', '.join(listed)}), not {quote(gpu)}")
+    return picked
+
+
+def _one_gpu(document: Document) -> str:
+    listed = _gpus_listed(document) or [document.data["hardware"]["gpu"]]
+    if len(listed) != 1:
+        raise InputError(document.path, document.where(("hardware", "gpu")),
+                         f"one GPU for a config (a list of GPUs is compared by `tplan solve`), not {len(listed)}")
+    return listed[0]
+
+
+def _hardware_inputs(document: Document, gpu_id: str) -> dict:
     hardware = document.data["hardware"]
     per_node, nodes = hardware.get("gpus_per_node", 1), hardware.get("nodes", 1)
 
     def quantity(key, parse):
         return parse(hardware[key], document.path, document.where(("hardware", key))) * GB if key in hardware else 0
 
+    price, source = _price(document, gpu_id)
     return {"hardware.gpus_per_node": per_node, "hardware.nodes": nodes, "hardware.total_gpus": per_node * nodes,
             "hardware.inter_node_bandwidth": quantity("inter_node_gbs", units.gigabytes_per_second),
             "hardware.cpu_memory_bytes": quantity("cpu_memory_gb", units.gigabytes),
-            "hardware.price_per_gpu_hour": hardware.get("price_per_gpu_hour", 0)}
+            "hardware.price_per_gpu_hour": price, "hardware.price_source": source}
+
+
+def _price(document: Document, gpu_id: str) -> tuple[float, str]:
+    """The price of one GPU-hour and where it comes from: the goal's number, its map by GPU id, or
+    the shipped list price (none: 0, the cost is then GPU-hours)."""
+    given = document.data["hardware"].get("price_per_gpu_hour")
+    if isinstance(given, (int, float)):
+        return float(given), "the goal"
+    if isinstance(given, dict):
+        prices = {str(key).lower(): value for key, value in given.items()}
+        if gpu_id not in prices:
+            raise InputError(document.path, document.where(("hardware", "price_per_gpu_hour")),
+                             f"a price for every GPU the goal lists; {gpu_id} has none")
+        return float(prices[gpu_id]), "the goal"
+    listed = catalog.list_prices()
+    if gpu_id in listed["prices"]:
+        return float(listed["prices"][gpu_id]), f"list price of {listed['as_of']}, rules/catalog/prices.yaml"
+    return 0.0, ""
 
 
 def _data_inputs(document: Document, pinned: bool) -> dict:
@@ -195,6 +262,7 @@ def _deadline_seconds(document: Document) -> float:
 
 def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict, overrides_file) -> dict:
     given = {**(document.data.get("knobs") or {}), **overrides}
+    implied = {name: given.pop(name) for name in IMPLIED if name in given and name not in problem.rules.knobs}
     rules = problem.rules
     for name in given:
         if name not in rules.knobs:
@@ -222,7 +290,23 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
         if pinned and len(values) != 1:
             raise InputError(file, where, f"one value for {name} in a config (the config file does not set it)")
         domains[name] = tuple(values)
+    _check_implied(document, problem, implied, domains)
     return {name: domains[name] for name in rules.knobs}
+
+
+def _check_implied(document: Document, problem: Problem, implied: dict, domains: dict) -> None:
+    """An answer's config pinned again carries dp and nodes: they must be what its knobs imply."""
+    if not {"dp", "nodes"} & set(implied):
+        return
+    if any(len(domains[knob]) != 1 for knob in ("gpus", "tp", "pp")):
+        raise InputError(document.path, document.where(("knobs", next(k for k in ("dp", "nodes") if k in implied))),
+                         "dp and nodes only beside one value each of gpus, tp and pp (they follow from them)")
+    gpus, tp, pp = domains["gpus"][0], domains["tp"][0], domains["pp"][0]
+    follows = {"dp": gpus / (tp * pp), "nodes": -(-gpus // problem.inputs["hardware.gpus_per_node"])}
+    for name, value in implied.items():
+        if name in follows and value != follows[name]:
+            raise InputError(document.path, document.where(("knobs", name)),
+                             f"{name} {follows[name]:g}, what gpus {gpus}, tp {tp} and pp {pp} imply, not {quote(value)}")
 
 
 def _divisors_over(problem: Problem, node: expr.Node, domains: dict) -> list[int]:

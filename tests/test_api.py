@@ -95,9 +95,69 @@ def test_an_amount_of_data_is_given_exactly_once(data, message):
         tplan.solve({**RUN, "data": data}, explain=False)
 
 
-def test_the_answer_prints_money_when_the_goal_gives_a_price():
+def test_the_answer_prints_money_at_the_goal_price_or_the_list_price():
     goal = {**RUN, "data": {"tokens": 65_536_000, "global_batch": 64}}
     free = tplan.solve(goal, explain=False)
     priced = tplan.solve({**goal, "hardware": {**goal["hardware"], "price_per_gpu_hour": 2.5}}, explain=False)
-    assert "cost" not in free.estimate
+    list_price = tplan.catalog.list_prices()["prices"]["a100-80gb"]
+    assert free.estimate["cost"] == pytest.approx(list_price * free.estimate["gpu_hours"], rel=1e-12)
     assert priced.estimate["cost"] == pytest.approx(2.5 * priced.estimate["gpu_hours"], rel=1e-12)
+
+
+# ---------------------------------------------------------------- which GPU, at what cost
+
+CHOICE = {"model": "llama-3.2-1b", "task": "finetune", "data": {"tokens": 2e8},
+          "hardware": {"gpu": ["a100-80gb", "h100-sxm", "l40s"], "gpus_per_node": 4,
+                       "price_per_gpu_hour": {"a100-80gb": 1.9, "h100-sxm": 3.1, "l40s": 0.9}},
+          "deadline": "12h",
+          "knobs": {"precision": ["bf16", "fp8"], "context": 2048, "lora_rank": 0, "offload": "none",
+                    "quantization": "none", "micro_batch": [1, 2, 4, 8]}}
+
+
+def _alone(goal: dict, gpu: str) -> tplan.Answer:
+    return tplan.solve({**goal, "hardware": {**goal["hardware"], "gpu": gpu}}, explain=False)
+
+
+def test_several_gpus_give_the_cheapest_plan_that_meets_the_deadline():
+    goal = {**CHOICE, "objective": "cost"}
+    answer = tplan.solve(goal, explain=False)
+    alone = {gpu: _alone(goal, gpu) for gpu in goal["hardware"]["gpu"]}
+    costs = {gpu: each.estimate["cost"] for gpu, each in alone.items() if each.ok}
+    assert answer.status == "optimal" and all(each.status in ("optimal", "infeasible") for each in alone.values())
+    assert answer.config["gpu"] == min(costs, key=costs.get)
+    assert answer.estimate["cost"] == pytest.approx(min(costs.values()), rel=1e-9)
+    assert answer.estimate["train_seconds"] <= 12 * 3600
+    assert [choice["gpu"] for choice in answer.gpu_choices] == goal["hardware"]["gpu"]
+    assert answer.config["nodes"] == 1
+
+
+def test_a_budget_gives_the_fastest_plan_within_it():
+    unlimited = {gpu: _alone({**CHOICE, "objective": "time"}, gpu) for gpu in CHOICE["hardware"]["gpu"]}
+    cheapest = min(each.estimate["cost"] for each in unlimited.values() if each.ok)
+    fastest = min(unlimited.values(), key=lambda each: each.estimate["train_seconds"])
+    budget = (cheapest + fastest.estimate["cost"]) / 2      # between the cheapest plan and the fastest one's cost
+    goal = {**CHOICE, "objective": "time", "budget": budget}
+    answer = tplan.solve(goal, explain=False)
+    within = {gpu: _alone(goal, gpu) for gpu in goal["hardware"]["gpu"]}
+    times = {gpu: each.estimate["train_seconds"] for gpu, each in within.items() if each.ok}
+    assert answer.ok and answer.estimate["cost"] <= budget
+    assert answer.estimate["train_seconds"] == pytest.approx(min(times.values()), rel=1e-9)
+    assert answer.estimate["train_seconds"] >= fastest.estimate["train_seconds"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hardware": {**CHOICE["hardware"], "price_per_gpu_hour": {"a100-80gb": 1.9}}}, "h100-sxm has none"),
+    ({"hardware": {**CHOICE["hardware"], "gpu": "rtx-4090", "price_per_gpu_hour": 0}, "budget": 10},
+     "price_per_gpu_hour with a budget"),
+    ({"knobs": {**CHOICE["knobs"], "gpu": "b200"}}, "a GPU among hardware.gpu"),
+])
+def test_prices_budgets_and_gpu_picks_are_checked(change, message):
+    with pytest.raises(tplan.InputError, match=message):
+        tplan.solve({**CHOICE, **change}, explain=False)
+
+
+def test_an_answer_config_pinned_again_must_agree_with_its_dp_and_nodes():
+    answer = tplan.solve({**CHOICE, "objective": "cost"}, explain=False)
+    assert tplan.check({**CHOICE, "knobs": answer.config}).status == "pass"
+    with pytest.raises(tplan.InputError, match="what gpus"):
+        tplan.check({**CHOICE, "knobs": {**answer.config, "dp": answer.config["dp"] + 1}})

@@ -85,7 +85,7 @@ def _solve_and_check(folder: Path, goal: dict, *extra: str) -> None:
     assert tplan("solve", path, "--json", "--no-explain", "--time-limit", "5", *extra)[1] == out  # same bytes
     answer = json.loads(out)
     if code == 0:  # the plan, pinned as a config, passes check
-        config = {key: value for key, value in answer["config"].items() if key != "dp"}
+        config = answer["config"]  # with dp, gpu and nodes, which a config accepts when they agree
         pinned = _write(folder, "config.yaml", {**goal, "knobs": config})
         assert tplan("check", pinned, *extra)[0] == 0
 
