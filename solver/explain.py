@@ -71,13 +71,17 @@ def suggestions(problem: Problem, plan: Plan, budget) -> list[str]:
     and which narrowed knob, widened to its default domain, would make the goal feasible."""
     from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
     found = []
+    nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}
     for rule in plan.conflict:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
+        if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
+            relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
         other = solve(relaxed, budget, explain=False, conflict=False)
         if other.assessment is not None:
             broken = [v.message for v in problem.evaluator().assess(other.assessment.config).violations
                       if v.rule == rule]
-            found.append(f"without {rule}, the best plan ({_knob_text(other.assessment.config)}) "
+            which = f"the plan nearest to it (least {nearest[rule]})" if nearest.get(rule) else "the best plan"
+            found.append(f"without {rule}, {which} ({_knob_text(other.assessment.config)}) "
                          f"{broken[0] if broken else 'passes every other rule'}")
     for knob in problem.rules.knobs.values():
         wider = tuple(dict.fromkeys(problem.domains[knob.name] + knob.default))

@@ -46,6 +46,7 @@ class Constraint:
     severity: str          # "error" | "warning"
     file: str
     where: str
+    nearest: str | None = None   # derived quantity to minimise for the plan nearest to meeting the rule
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _merge(rules: RuleSet, doc: Document) -> None:
         claim(rule_id, "constraint", ("constraints", index))
         where = doc.where(("constraints", index, "expr"))
         constraint = Constraint(rule_id, expr.parse(spec["expr"], doc.path, where), spec["message"],
-                                spec.get("severity", "error"), doc.path, where)
+                                spec.get("severity", "error"), doc.path, where, spec.get("nearest"))
         for _, style in PLACEHOLDER.findall(spec["message"]):
             if style and style not in MESSAGE_FORMATS:
                 raise InputError(doc.path, doc.where(("constraints", index, "message")),
@@ -212,6 +213,11 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
         require(constraint.condition, constraint.id)
         for _, node, _ in rules.message_names(constraint):
             require(node, constraint.id)
+    for constraint in rules.constraints:
+        if constraint.nearest is not None and constraint.nearest not in rules.derived:
+            raise InputError(constraint.file, constraint.where.replace("expr", "nearest"),
+                             f"a derived quantity for nearest, not {quote(constraint.nearest)}"
+                             f"{nearest(constraint.nearest, rules.derived)}")
     for objective, name in rules.objectives.items():
         if name not in rules.derived:
             raise InputError(*rules.origin[f"objectives.{objective}"],

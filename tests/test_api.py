@@ -161,3 +161,28 @@ def test_an_answer_config_pinned_again_must_agree_with_its_dp_and_nodes():
     assert tplan.check({**CHOICE, "knobs": answer.config}).status == "pass"
     with pytest.raises(tplan.InputError, match="what gpus"):
         tplan.check({**CHOICE, "knobs": {**answer.config, "dp": answer.config["dp"] + 1}})
+
+
+def test_an_infeasible_goal_shows_the_smallest_footprint_not_the_fastest_plan():
+    """On a GPU too small for any plan, the suggestion for the memory rule is the plan that needs the
+    least memory (checked against every configuration), not the fastest plan with memory ignored."""
+    import itertools
+
+    from tplan.evaluate import format_value
+    from tplan.goal import load_problem
+    from tplan.load import from_data
+
+    goal = {"model": "mistral-nemo-12b", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4050-laptop"},
+            "knobs": {"lora_rank": [0, 16], "quantization": ["none", "nf4"], "micro_batch": [1, 4],
+                      "context": [512, 2048], "optimizer": ["adamw", "adamw-8bit"], "offload": "none",
+                      "zero_stage": 0, "precision": "bf16"}}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and "memory/fits-gpu-memory" in answer.conflict
+    problem = load_problem(from_data(goal, "<goal dict>"))
+    evaluator = problem.evaluator()
+    assessments = [evaluator.assess(dict(zip(problem.domains, combination)))
+                   for combination in itertools.product(*problem.domains.values())]
+    smallest = min(each.values["memory_per_gpu"] for each in assessments  # every other rule met
+                   if all(v.rule == "memory/fits-gpu-memory" or v.severity != "error" for v in each.violations))
+    [hint] = [hint for hint in answer.suggestions if hint.startswith("without memory/fits-gpu-memory")]
+    assert f"needs {format_value(smallest, 'bytes')} per GPU" in hint
