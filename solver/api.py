@@ -75,8 +75,14 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None)
     problems = [load_problem(choice, extra_rules=tuple(rules)) for choice in gpu_choices(document)]
     if before_search:
         before_search(problems[0])
-    plans = [search(problem, budget, explain=explain) for problem in problems]
+    if len(problems) == 1:
+        plans = [search(problems[0], budget, explain=explain)]
+    else:  # compare the GPUs first; explain (binding rules, conflicts) only the one answered
+        plans = [search(problem, budget, explain=False, conflict=False) for problem in problems]
     problem, plan = best_choice(problems, plans)
+    if len(problems) > 1 and (explain or plan.assessment is None):
+        again = search(problem, budget, explain=explain)
+        plan = replace(plan, binding=again.binding, conflict=again.conflict)
     hints = suggestions(problem, plan, budget) if explain and plan.status == "infeasible" else []
     choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
                 problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}

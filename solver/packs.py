@@ -47,6 +47,7 @@ class Constraint:
     file: str
     where: str
     nearest: str | None = None   # derived quantity to minimise for the plan nearest to meeting the rule
+    relaxable: bool = True       # False: the rule defines which configurations exist; never a conflict's cause
 
 
 @dataclass
@@ -139,7 +140,8 @@ def _merge(rules: RuleSet, doc: Document) -> None:
         claim(rule_id, "constraint", ("constraints", index))
         where = doc.where(("constraints", index, "expr"))
         constraint = Constraint(rule_id, expr.parse(spec["expr"], doc.path, where), spec["message"],
-                                spec.get("severity", "error"), doc.path, where, spec.get("nearest"))
+                                spec.get("severity", "error"), doc.path, where, spec.get("nearest"),
+                                spec.get("relaxable", True))
         for _, style in PLACEHOLDER.findall(spec["message"]):
             if style and style not in MESSAGE_FORMATS:
                 raise InputError(doc.path, doc.where(("constraints", index, "message")),

@@ -218,13 +218,22 @@ def _infeasible(problem: Problem, budget: Budget) -> bool:
 
 
 def minimal_conflict(problem: Problem, rules: list[str], budget: Budget) -> list[str]:
-    """Drop rules one at a time while the rest still rule out every plan (pruned values included)."""
-    conflict = sorted(set(rules))
-    if len(conflict) > 1:
-        for rule in list(conflict):
-            rest = [other for other in conflict if other != rule]
-            if _infeasible(with_rules(problem, rest), budget):
-                conflict = rest
+    """The rules that together rule out every plan, none of them superfluous (pruned values included).
+    Rules that define which configurations exist (relaxable: false) stay on while the others are
+    dropped, so the answer names the limits there are to trade; they are named themselves only when
+    they alone leave no configuration (the goal's own domains admit none)."""
+    fixed = [c.id for c in problem.rules.constraints if not c.relaxable]
+    if fixed and _infeasible(with_rules(problem, fixed), budget):
+        return _shrink(problem, sorted(fixed), [], budget)
+    return _shrink(problem, sorted(set(rules) - set(fixed)), fixed, budget)
+
+
+def _shrink(problem: Problem, conflict: list[str], always: list[str], budget: Budget) -> list[str]:
+    """Drop rules of ``conflict`` one at a time while they and ``always`` still rule out every plan."""
+    for rule in list(conflict):
+        rest = [other for other in conflict if other != rule]
+        if (rest or always) and _infeasible(with_rules(problem, rest + always), budget):
+            conflict = rest
     return conflict
 
 
@@ -239,7 +248,8 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
     search = Search(problem, budget)
     if search.emptied:
-        return Plan("infeasible", None, conflict=search.emptied[:1], solve_seconds=time.perf_counter() - started)
+        rules = minimal_conflict(problem, search.emptied, budget) if conflict else []
+        return Plan("infeasible", None, conflict=rules, solve_seconds=time.perf_counter() - started)
     status, assessment, solver = search.run()
     elapsed = time.perf_counter() - started
     if assessment is None:

@@ -89,15 +89,18 @@ def test_solver_optimum_equals_exhaustive_best(tmp_path, goal):
 
 
 def assert_minimal_conflict(problem, conflict):
-    """The named rules alone rule out every config, and none of them can be left out."""
+    """The named rules, with the rules that define which configs exist (relaxable: false), rule out
+    every config, and none of the named ones can be left out."""
     assert conflict, "an infeasible goal names the rules that conflict"
+    fixed = {c.id for c in problem.rules.constraints if not c.relaxable}
     evaluator = problem.evaluator()
     broken = [{v.rule for v in evaluator.assess(dict(zip(problem.domains, combination))).violations
                if v.severity == "error"}
               for combination in itertools.product(*problem.domains.values())]
-    assert all(rules & set(conflict) for rules in broken), "some config breaks none of the conflict's rules"
+    kept = fixed if set(conflict) - fixed else set()   # definitions are named only when they alone conflict
+    assert all(rules & (set(conflict) | kept) for rules in broken), "some config breaks none of the conflict's rules"
     for rule in conflict:
-        rest = set(conflict) - {rule}
+        rest = (set(conflict) - {rule}) | kept
         assert any(not (rules & rest) for rules in broken), f"{rule} is not needed in the conflict {conflict}"
 
 
