@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .emit import knobs_from_deepspeed
 from .errors import InputError
-from .explain import answer
+from .explain import answer, config_json, estimate
 from .goal import Problem, gpu_choices, load_problem
 from .load import Document, from_data, read
 
@@ -31,6 +31,8 @@ class Answer:
     conflict: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
     gpu_choices: list[dict] = field(default_factory=list)
+    pareto: list[dict] | None = None          # with solve(pareto=True): each trade-off's config and estimate
+    pareto_complete: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -45,13 +47,17 @@ class Answer:
             result["suggestions"] = self.suggestions
         if self.gpu_choices:
             result["gpu_choices"] = self.gpu_choices
+        if self.pareto is not None:
+            result["pareto"], result["pareto_complete"] = self.pareto, self.pareto_complete
         return result
 
 
-def solve(goal: dict | str | Path, *, rules: tuple = (), time_limit: float = 60.0, explain: bool = True) -> Answer:
-    """The fastest plan of ``goal`` that fits (or why none does), as `tplan solve --json` answers."""
-    problem, plan, hints, choices = plan_goal(goal, rules, time_limit, explain)
-    return Answer(**answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints, choices))
+def solve(goal: dict | str | Path, *, rules: tuple = (), time_limit: float = 60.0, explain: bool = True,
+          pareto: bool = False) -> Answer:
+    """The fastest plan of ``goal`` that fits (or why none does), as `tplan solve --json` answers;
+    ``pareto`` adds the plans no other beats on time, memory per GPU and cost at once."""
+    planned = plan_goal(goal, rules, time_limit, explain, pareto=pareto)
+    return Answer(**planned.answer())
 
 
 def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Path | None = None) -> Answer:
@@ -62,10 +68,35 @@ def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Pa
     return Answer(**answer(problem, "pass" if assessment.passes else "fail", assessment))
 
 
-def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None):
-    """(problem, plan, suggestions, GPU choices) for a goal; ``time_limit`` is seconds or a shared solve.Budget;
+@dataclass
+class Planned:
+    """What `solve` found for a goal: the GPU answered (its problem), its plan, suggestions for an
+    infeasible goal, each listed GPU's best, and the trade-off plans when asked for."""
+
+    problem: Problem
+    plan: object
+    suggestions: list[str]
+    gpu_choices: list[dict]
+    pareto: list[tuple] | None = None        # (problem, assessment) per non-dominated plan
+    pareto_complete: bool = False
+
+    def answer(self) -> dict:
+        """The JSON contract of `tplan solve --json`."""
+        plan = self.plan
+        result = answer(self.problem, plan.status, plan.assessment, plan.binding, plan.conflict, self.suggestions,
+                        self.gpu_choices)
+        if self.pareto is not None:
+            result["pareto"] = [{"config": config_json(problem, assessment), "estimate": estimate(problem, assessment)}
+                                for problem, assessment in self.pareto]
+            result["pareto_complete"] = self.pareto_complete
+        return result
+
+
+def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None, pareto: bool = False) -> Planned:
+    """What `solve` answers for a goal; ``time_limit`` is seconds or a shared solve.Budget;
     ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there).
     A goal listing several GPUs is planned once per GPU and answered with the best by its objective."""
+    from . import pareto as trade_offs
     from .explain import suggestions
     from .search import Budget, budget_of, solve as search  # OR-Tools loads only when a goal is solved
 
@@ -87,7 +118,10 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None)
     choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
                 problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}
                for each, found in zip(problems, plans)] if len(problems) > 1 else []
-    return problem, plan, hints, choices
+    planned = Planned(problem, plan, hints, choices)
+    if pareto:
+        planned.pareto, planned.pareto_complete = trade_offs.front(problems, budget)
+    return planned
 
 
 def best_choice(problems: list[Problem], plans: list) -> tuple:

@@ -18,7 +18,7 @@ from . import catalog as catalogs
 from .api import check as check_config, plan_goal
 from .emit import deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
-from .explain import answer, report
+from .explain import report, trade_off_table
 from .write import check_targets, write_all
 
 TEAM_PACK = "tplan-rules.yaml"  # a repo-local pack picked up from the working directory
@@ -97,15 +97,18 @@ def main():
 @click.option("--hf-args", "hf_out", type=click.Path(),
               help="Write Hugging Face TrainingArguments (+ TRL PEFT keys) JSON.")
 @click.option("--launch", is_flag=True, help="Print the launch line (torchrun or deepspeed).")
+@click.option("--pareto", is_flag=True,
+              help="Also list the plans no other beats on time, memory per GPU and cost at once (more solves).")
 @RULES_OPTION
-def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rules):
+def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, pareto, rules):
     """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
     from .search import Budget  # OR-Tools loads only when a goal is solved
 
     budget = Budget(time_limit)  # the whole command, loading included
     outputs = [path for path in (deepspeed_out, hf_out) if path]
-    problem, plan, hints, choices = plan_goal(goal, _team_packs(rules), budget, explain,
-                                     before_search=lambda problem: check_targets(outputs, problem.sources))
+    planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto,
+                        before_search=lambda problem: check_targets(outputs, problem.sources))
+    problem, plan, hints, choices = planned.problem, planned.plan, planned.suggestions, planned.gpu_choices
     if plan.assessment is not None:
         contents = {}
         if deepspeed_out:
@@ -116,10 +119,12 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, rul
         if launch:
             click.echo(launch_line(problem, plan.assessment, deepspeed_out or "ds_config.json"), err=as_json)
     if as_json:
-        _print_json(answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints, choices))
+        _print_json(planned.answer())
     else:
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
                           plan.solve_seconds, choices))
+        if planned.pareto is not None:
+            click.echo(trade_off_table(planned.pareto, planned.pareto_complete))
         if plan.status == "unknown":
             click.echo(f"No plan found within the search limits (--time-limit {time_limit:g} s, and CP-SAT's "
                        f"deterministic work limit); raise --time-limit or narrow the knobs.")

@@ -152,3 +152,17 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
     for suggestion in suggestions:
         lines.append(f"  - {suggestion}")
     return "\n".join(lines)
+
+
+def trade_off_table(plans: list, complete: bool) -> str:
+    """The non-dominated plans, fastest first: time, memory per GPU, cost and the knobs that differ."""
+    lines = ["", "Trade-offs (no plan below is beaten on time, memory per GPU and cost at once"
+             + ("" if complete else "; the search stopped early: the list may be incomplete") + "):"]
+    configs = [assessment.config for _, assessment in plans]
+    varying = [knob for knob in configs[0] if len({str(config[knob]) for config in configs}) > 1] if configs else []
+    for problem, assessment in plans:
+        values = assessment.values
+        knobs = "  ".join(f"{knob} {format_value(assessment.config[knob])}" for knob in varying)
+        lines.append(f"  {format_value(values['train_seconds'], 'time'):>10}  {format_value(values['memory_per_gpu'], 'bytes'):>10}"
+                     f"  cost {format_value(values['cost']):>8}  {problem.inputs['gpu.id']}  {knobs}")
+    return "\n".join(lines)
