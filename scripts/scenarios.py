@@ -27,7 +27,8 @@ from pathlib import Path
 import yaml
 
 from tplan.evaluate import format_value
-from tplan.explain import answer, suggestions
+from tplan.explain import answer
+from tplan.repair import repairs
 from tplan.goal import load_problem
 from tplan.search import solve, with_rules
 
@@ -90,7 +91,8 @@ def run(path: Path) -> dict:
             smallest = solve(_memory_problem(problem), TIME_LIMIT, explain=False)
             result["smallest_memory"] = smallest.assessment.values["memory_per_gpu"] if smallest.assessment else None
     else:
-        result["suggestions"] = suggestions(problem, plan, TIME_LIMIT) if plan.status == "infeasible" else []
+        result["suggestions"] = ([repair.text for repair in repairs(problem, plan, TIME_LIMIT)]
+                                 if plan.status == "infeasible" else [])
         if MEMORY_RULE in plan.conflict:
             # How much memory would the goal need? Drop the capacity rule and minimise memory.
             rules = {c.id for c in problem.rules.constraints} - {MEMORY_RULE}

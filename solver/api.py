@@ -31,6 +31,7 @@ class Answer:
     conflict: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
     gpu_choices: list[dict] = field(default_factory=list)
+    repairs: list[dict] = field(default_factory=list)
     pareto: list[dict] | None = None          # with solve(pareto=True): each trade-off's config and estimate
     pareto_complete: bool | None = None
 
@@ -47,6 +48,8 @@ class Answer:
             result["suggestions"] = self.suggestions
         if self.gpu_choices:
             result["gpu_choices"] = self.gpu_choices
+        if self.repairs:
+            result["repairs"] = self.repairs
         if self.pareto is not None:
             result["pareto"], result["pareto_complete"] = self.pareto, self.pareto_complete
         return result
@@ -70,12 +73,12 @@ def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Pa
 
 @dataclass
 class Planned:
-    """What `solve` found for a goal: the GPU answered (its problem), its plan, suggestions for an
-    infeasible goal, each listed GPU's best, and the trade-off plans when asked for."""
+    """What `solve` found for a goal: the GPU answered (its problem), its plan, verified repairs for
+    an infeasible goal, each listed GPU's best, and the trade-off plans when asked for."""
 
     problem: Problem
     plan: object
-    suggestions: list[str]
+    repairs: list            # repair.Repair, best first, for an infeasible goal
     gpu_choices: list[dict]
     pareto: list[tuple] | None = None        # (problem, assessment) per non-dominated plan
     pareto_complete: bool = False
@@ -83,8 +86,10 @@ class Planned:
     def answer(self) -> dict:
         """The JSON contract of `tplan solve --json`."""
         plan = self.plan
-        result = answer(self.problem, plan.status, plan.assessment, plan.binding, plan.conflict, self.suggestions,
-                        self.gpu_choices)
+        result = answer(self.problem, plan.status, plan.assessment, plan.binding, plan.conflict,
+                        [repair.text for repair in self.repairs], self.gpu_choices)
+        if self.repairs:
+            result["repairs"] = [repair.to_dict() for repair in self.repairs]
         if self.pareto is not None:
             result["pareto"] = [{"config": config_json(problem, assessment), "estimate": estimate(problem, assessment)}
                                 for problem, assessment in self.pareto]
@@ -97,7 +102,7 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there).
     A goal listing several GPUs is planned once per GPU and answered with the best by its objective."""
     from . import pareto as trade_offs
-    from .explain import suggestions
+    from .repair import repairs
     from .search import Budget, budget_of, solve as search  # OR-Tools loads only when a goal is solved
 
     budget: Budget = budget_of(time_limit)
@@ -114,7 +119,7 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     if len(problems) > 1 and (explain or plan.assessment is None):
         again = search(problem, budget, explain=explain)
         plan = replace(plan, binding=again.binding, conflict=again.conflict)
-    hints = suggestions(problem, plan, budget) if explain and plan.status == "infeasible" else []
+    hints = repairs(problem, plan, budget) if explain and plan.status == "infeasible" else []
     choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
                 problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}
                for each, found in zip(problems, plans)] if len(problems) > 1 else []

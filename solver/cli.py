@@ -108,7 +108,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, par
     outputs = [path for path in (deepspeed_out, hf_out) if path]
     planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto,
                         before_search=lambda problem: check_targets(outputs, problem.sources))
-    problem, plan, hints, choices = planned.problem, planned.plan, planned.suggestions, planned.gpu_choices
+    problem, plan, choices = planned.problem, planned.plan, planned.gpu_choices
+    hints = [repair.text for repair in planned.repairs]
     if plan.assessment is not None:
         contents = {}
         if deepspeed_out:

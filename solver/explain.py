@@ -1,17 +1,12 @@
-"""Explain an answer: the JSON object of the contract, the human report, and for a goal
-that cannot be met, the smallest changes that would make it feasible."""
+"""Explain an answer: the JSON object of the contract and the human report (the re-solves
+behind suggestions and repairs live in repair.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import TYPE_CHECKING
 
 from .evaluate import Assessment, format_value
 from .goal import Problem
-
-if TYPE_CHECKING:
-    from .search import Plan
 
 ESTIMATE = {"params": "model.params", "trainable_params": "trainable_params",
             "memory_per_gpu_bytes": "memory_per_gpu", "cpu_memory_bytes": "cpu_memory",
@@ -66,36 +61,7 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
     return result
 
 
-def suggestions(problem: Problem, plan: Plan, budget) -> list[str]:
-    """For an infeasible goal: what the best plan would break without each conflicting rule,
-    and which narrowed knob, widened to its default domain, would make the goal feasible."""
-    from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
-    found = []
-    nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}
-    for rule in plan.conflict:
-        relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
-        if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
-            relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
-        other = solve(relaxed, budget, explain=False, conflict=False)
-        if other.assessment is not None:
-            broken = [v.message for v in problem.evaluator().assess(other.assessment.config).violations
-                      if v.rule == rule]
-            which = f"the plan nearest to it (least {nearest[rule]})" if nearest.get(rule) else "the best plan"
-            found.append(f"without {rule}, {which} ({_knob_text(other.assessment.config)}) "
-                         f"{broken[0] if broken else 'passes every other rule'}")
-    for knob in problem.rules.knobs.values():
-        wider = tuple(dict.fromkeys(problem.domains[knob.name] + knob.default))
-        if len(wider) == len(problem.domains[knob.name]):
-            continue
-        other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      budget, explain=False, conflict=False)
-        if other.assessment is not None:
-            found.append(f"allowing {knob.name} in {list(wider)} fits: {knob.name} = "
-                         f"{other.assessment.config[knob.name]} ({_knob_text(other.assessment.config)})")
-    return found
-
-
-def _knob_text(config: dict) -> str:
+def knob_text(config: dict) -> str:
     return ", ".join(f"{key} {format_value(value)}" for key, value in config.items())
 
 

@@ -186,3 +186,23 @@ def test_an_infeasible_goal_shows_the_smallest_footprint_not_the_fastest_plan():
                    if all(v.rule == "memory/fits-gpu-memory" or v.severity != "error" for v in each.violations))
     [hint] = [hint for hint in answer.suggestions if hint.startswith("without memory/fits-gpu-memory")]
     assert f"needs {format_value(smallest, 'bytes')} per GPU" in hint
+
+
+def test_repairs_of_an_infeasible_goal_are_verified_plans():
+    """Each repair carries the re-solved plan: a widening passes every rule as a pinned config; a
+    relaxation breaks only the rule it relaxes."""
+    goal = {"model": "qwen2.5-3b", "task": "pretrain", "data": {"tokens": 1e9}, "hardware": {"gpu": "rtx-3090"},
+            "knobs": {"offload": "none", "micro_batch": [1, 2], "context": 2048, "precision": "bf16",
+                      "optimizer": "adamw", "zero_stage": [0, 1]}}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and answer.repairs
+    assert [repair["passes"] for repair in answer.repairs] == sorted((r["passes"] for r in answer.repairs), reverse=True)
+    widenings = [repair for repair in answer.repairs if repair["passes"]]
+    assert any(repair["config"]["offload"] != "none" for repair in widenings)
+    for repair in answer.repairs:
+        checked = tplan.check({**goal, "knobs": repair["config"]})
+        if repair["passes"]:
+            assert checked.status == "pass", repair["change"]
+        else:
+            assert [v["rule"] for v in checked.violations if v["severity"] == "error"] == [
+                repair["change"].split(":")[0].removeprefix("relax ")]
