@@ -9,11 +9,11 @@ llm-analysis's own model.
 
 llm-analysis pins old transformers/huggingface-hub, so it lives in its own virtualenv; tests never
 import this file:
-    python3 -m venv /tmp/llmavenv
-    /tmp/llmavenv/bin/pip install llm-analysis pyyaml jsonschema
-    /tmp/llmavenv/bin/pip install -e . --no-deps
-    /tmp/llmavenv/bin/python scripts/llm_analysis_baseline.py data/measured/throughput.yaml \
-        --output data/measured/llm_analysis.yaml
+    python3 -m venv .llmavenv
+    .llmavenv/bin/pip install llm-analysis pyyaml jsonschema
+    .llmavenv/bin/pip install -e . --no-deps
+    .llmavenv/bin/python scripts/llm_analysis_baseline.py data/measured/*.yaml \
+        --output data/baselines/llm_analysis.yaml
 """
 
 from __future__ import annotations
