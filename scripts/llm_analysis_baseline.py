@@ -1,6 +1,6 @@
 """llm-analysis (PyPI `llm-analysis`, github.com/cli99/llm-analysis) on measured runs: a baseline for tplan.
 
-Reads a measurement YAML (top-level `runs:`, the row format of data/measured/throughput.yaml) and, for
+Reads measurement files (data/measured/*.yaml; schemas/measurements.schema.json) and, for
 each run, asks llm-analysis's `LLMAnalysis(...).training(...)` for the step latency, once at its default
 efficiencies and once at each fixed FLOPs efficiency in EFFICIENCIES. It writes, per run id, the
 predicted tokens/s per GPU for every setting (null, with a reason, where llm-analysis cannot express
