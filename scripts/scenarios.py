@@ -6,7 +6,9 @@ carries these structured comment lines (YAML after the colon; the goal schema ad
     # seed-estimate: {time: "24-36 h", hours: [24, 36], memory: "24-28 GB", memory_gb: [24, 28]}
     # expect: optimal            (or: infeasible)
     # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
-    # why: one sentence on why tplan and the seed differ
+    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step} and
+    #      {slower} (the seed's middle time over tplan's) stand for tplan's own figures, filled in
+    #      from the answer so that the sentence never goes stale when the model changes
 
 The seed's numbers come from that header; every tplan number comes from solving the example now
 (tplan.goal.load_problem + tplan.search.solve), so the doc follows the rule packs.
@@ -148,6 +150,21 @@ def ratio(tplan_hours: float, seed: dict) -> str:
     return f"{value:.1f}x" if value >= 0.1 else f"{value:.2f}x"
 
 
+def why(item: dict, estimate: dict | None) -> str:
+    """The example's sentence with tplan's own figures filled in from its answer."""
+    text = item.get("why", "")
+    if not estimate:
+        return text
+    hours = (item.get("seed-estimate") or {}).get("hours")
+    figures = {"time": _time(estimate["train_seconds"]), "mfu": f"{estimate['model_flops_utilization'] * 100:.0f}%",
+               "memory": _gib(estimate["memory_per_gpu_bytes"]),
+               "step": _time(estimate["train_seconds"] / estimate["optimizer_steps"]),
+               "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"}
+    for name, value in figures.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
 def row(item: dict) -> str:
     seed = item.get("seed-estimate") or {}
     name = Path(item["path"]).name
@@ -164,7 +181,7 @@ def row(item: dict) -> str:
         plan = plan_text(result["config"])
         status = result["status"]
         return (f"| {link} | {seed_text} | {tplan_time} | {ratio(hours, seed)} | {memory} | "
-                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {item.get('why', '')} |")
+                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {why(item, estimate)} |")
     needs = item.get("needs")
     memory = f"needs at least {_gib(needs['estimate']['memory_per_gpu_bytes'])}" if needs else "-"
     status = f"{result['status']} ({', '.join(result['conflict'])})"

@@ -53,6 +53,7 @@ class Run:
     config: dict
     measured: float                 # tokens per second of the whole job
     static: dict                    # derived values that no fitted constant changes
+    peak_memory: dict | None        # {gib, counts} where the run logged its peak memory
 
 
 def read_runs(paths, extra_rules: tuple = (), use: str | None = None) -> list[Run]:
@@ -82,7 +83,7 @@ def _run(document: Document, index: int, source: str, use: str, extra_rules: tup
     static = {name: evaluator.name(name, config, memo) for name in problem.rules.order if name not in varying}
     measured = _tokens_per_second(spec["measured"], config["gpus"], static)
     return Run(spec["id"], source, use, document.path, str(spec["goal"]["hardware"]["gpu"]).lower(),
-               spec.get("note", ""), problem, config, measured, static)
+               spec.get("note", ""), problem, config, measured, static, spec["measured"].get("peak_memory"))
 
 
 def _config_document(document: Document, index: int) -> Document:
@@ -112,7 +113,7 @@ def _reading(rules, constants: set) -> set:
 
 def _tokens_per_second(measured: dict, gpus: int, values: dict) -> float:
     """The measured speed as tokens/s of the whole job."""
-    kind, amount = next(iter(measured.items()))
+    kind, amount = next((kind, amount) for kind, amount in measured.items() if kind != "peak_memory")
     if kind == "tokens_per_second_per_gpu":
         return amount * gpus
     if kind == "step_seconds":
@@ -146,32 +147,25 @@ def fit(runs: list[Run]) -> dict:
         return sum(statistics.fmean(abs(math.log(predict(run, constants) / run.measured)) for run in group)
                    for group in by_source.values()) / len(by_source)
 
-    starts = [[_to_search(name, low + fraction * (high - low) if not log else low ** (1 - fraction) * high ** fraction)
-         for name, (low, high, log) in FITTED.items()] for fraction in START_FRACTIONS]
-    best = min((_nelder_mead(loss, point) for point in starts), key=lambda pair: pair[0])
+    best = min((_nelder_mead(loss, [fraction] * len(FITTED)) for fraction in START_FRACTIONS), key=lambda pair: pair[0])
+    best = _nelder_mead(loss, best[1])   # restart from the best point with a fresh simplex
     return _constants(best[1])
 
 
-def _to_search(name: str, value: float) -> float:
-    low, high, log = FITTED[name]
-    value = min(max(value, low), high)
-    return math.log(value) if log else value
-
-
 def _constants(point: list[float]) -> dict:
-    """Search coordinates back to constants, clamped into their ranges."""
+    """Search coordinates - each constant's place in its range, 0 at the low end and 1 at the high end
+    (on a log scale where FITTED says so) - back to constants, clamped into their ranges."""
     constants = {}
     for (name, (low, high, log)), x in zip(FITTED.items(), point):
-        value = math.exp(x) if log else x
-        constants[name] = min(max(value, low), high)
+        x = min(max(x, 0.0), 1.0)
+        constants[name] = low ** (1 - x) * high ** x if log else low + x * (high - low)
     return constants
 
 
 def _nelder_mead(loss, start: list[float]) -> list[float]:
-    """Minimise ``loss`` from ``start`` (Nelder and Mead 1965, standard coefficients)."""
-    steps = [0.5 if abs(x) > 1 else 0.1 for x in start]
-    simplex = [start] + [[x + (step if i == j else 0) for j, (x, step) in enumerate(zip(start, steps))]
-                         for i in range(len(start))]
+    """Minimise ``loss`` from ``start`` (Nelder and Mead 1965, standard coefficients), with a first
+    simplex a tenth of each range wide."""
+    simplex = [start] + [[x + (0.1 if i == j else 0) for j, x in enumerate(start)] for i in range(len(start))]
     scored = sorted((loss(point), point) for point in simplex)
     for _ in range(ITERATIONS):
         (best_loss, best), (worst_loss, worst) = scored[0], scored[-1]

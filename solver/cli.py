@@ -16,7 +16,7 @@ import click
 
 from . import catalog as catalogs
 from .api import check as check_config, plan_goal
-from .emit import deepspeed_config, hf_arguments, launch_line
+from .emit import check_framework, deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
 from .explain import report, trade_off_table
 from .write import check_targets, write_all
@@ -107,7 +107,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, par
     budget = Budget(time_limit)  # the whole command, loading included
     outputs = [path for path in (deepspeed_out, hf_out) if path]
     planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto,
-                        before_search=lambda problem: check_targets(outputs, problem.sources))
+                        before_search=lambda problem: (check_targets(outputs, problem.sources),
+                                                       check_framework(problem, deepspeed_out)))
     problem, plan, choices = planned.problem, planned.plan, planned.gpu_choices
     hints = [repair.text for repair in planned.repairs]
     if plan.assessment is not None:

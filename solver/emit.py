@@ -16,6 +16,15 @@ HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "paged-
                  "adafactor": "adafactor"}                                  # TrainingArguments.optim values
 
 
+def check_framework(problem: Problem, deepspeed_out: str | None) -> None:
+    """A DeepSpeed JSON can only run a plan made for DeepSpeed's memory and combinations."""
+    framework = problem.inputs["framework"]
+    if deepspeed_out and framework != "deepspeed":
+        raise InputError(problem.file, "framework",
+                         f"framework deepspeed with --deepspeed (this goal plans for {framework}: its memory, "
+                         f"sharding and rules are not what a DeepSpeed config runs)")
+
+
 def _stability(values: dict) -> tuple[float, float, float]:
     """Learning rate, warm-up ratio and clipping norm the synthetic-data pack asks for."""
     return values["learning_rate"], values["warmup_ratio"], values["gradient_clipping"]

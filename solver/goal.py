@@ -50,7 +50,9 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
     gpu = catalog.find_gpu(_one_gpu(document), document.path, document.where(("hardware", "gpu")))
     inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(document, gpu["id"]), **_data_inputs(document, pinned),
               "task": data.get("task", "finetune"), "attention_flash": data.get("attention", "flash") == "flash",
-              "loss": data.get("loss", "standard"),
+              "loss": data.get("loss", "standard"), "framework": data.get("framework", "deepspeed"),
+              "grad_dtype": data.get("grad_dtype", "auto"),
+              "optimizer_in_backward": data.get("optimizer_in_backward", False),
               "goal.deadline_seconds": _deadline_seconds(document), "goal.budget": data.get("budget", 0)}
     if inputs["goal.budget"] and not inputs["hardware.price_per_gpu_hour"]:
         raise InputError(document.path, document.where(("budget",)),
@@ -298,15 +300,16 @@ def _check_implied(document: Document, problem: Problem, implied: dict, domains:
     """An answer's config pinned again carries dp and nodes: they must be what its knobs imply."""
     if not {"dp", "nodes"} & set(implied):
         return
-    if any(len(domains[knob]) != 1 for knob in ("gpus", "tp", "pp")):
+    if any(len(domains[knob]) != 1 for knob in ("gpus", "tp", "pp", "cp")):
         raise InputError(document.path, document.where(("knobs", next(k for k in ("dp", "nodes") if k in implied))),
-                         "dp and nodes only beside one value each of gpus, tp and pp (they follow from them)")
-    gpus, tp, pp = domains["gpus"][0], domains["tp"][0], domains["pp"][0]
-    follows = {"dp": gpus / (tp * pp), "nodes": -(-gpus // problem.inputs["hardware.gpus_per_node"])}
+                         "dp and nodes only beside one value each of gpus, tp, pp and cp (they follow from them)")
+    gpus, tp, pp, cp = (domains[knob][0] for knob in ("gpus", "tp", "pp", "cp"))
+    follows = {"dp": gpus / (tp * pp * cp), "nodes": -(-gpus // problem.inputs["hardware.gpus_per_node"])}
     for name, value in implied.items():
         if name in follows and value != follows[name]:
             raise InputError(document.path, document.where(("knobs", name)),
-                             f"{name} {follows[name]:g}, what gpus {gpus}, tp {tp} and pp {pp} imply, not {quote(value)}")
+                             f"{name} {follows[name]:g}, what gpus {gpus}, tp {tp}, pp {pp} and cp {cp} imply, "
+                             f"not {quote(value)}")
 
 
 def _divisors_over(problem: Problem, node: expr.Node, domains: dict) -> list[int]:

@@ -54,13 +54,15 @@ def goals(draw):
         "gpus": draw(subset(sorted({1, max(1, total // 2), total}), 2)),
         "tp": draw(subset([1, 2], 2)),
         "pp": draw(subset([1, 2], 2)),
+        "cp": draw(subset([1, 2], 2)),
     }
     goal = {"model": draw(shapes), "task": task,
             "data": {"tokens": draw(st.sampled_from([1e7, 1e9, 2e10]))},
             "hardware": {"gpu": draw(st.sampled_from(["rtx-4090", "a100-80gb", "h100-sxm", "rtx-3090", "l40s"])),
                          "gpus_per_node": per_node, "nodes": nodes},
             "knobs": knobs,
-            "objective": draw(st.sampled_from(["time", "time", "cost", "memory"]))}
+            "objective": draw(st.sampled_from(["time", "time", "cost", "memory"])),
+            "framework": draw(st.sampled_from(["deepspeed", "deepspeed", "fsdp", "megatron"]))}
     if draw(st.booleans()):
         goal["deadline"] = draw(st.sampled_from(["1h", "24h", "30d"]))
     if draw(st.booleans()):

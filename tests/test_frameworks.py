@@ -1,0 +1,120 @@
+"""Memory as each framework keeps it, against the frameworks' own documents and code (not against
+the rule packs' expressions): Megatron-LM's distributed optimizer table, torchtitan's per-op
+checkpointing policy, Transformer Engine's fp8 saved inputs, context parallelism, torchtune's
+optimizer step in the backward."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_goal
+from tplan.goal import load_problem
+
+GPT3_STYLE = {"layers": 24, "hidden": 2048, "heads": 16, "ffn_hidden": 8192, "vocab": 50257,
+              "gated_mlp": False, "norm": "layernorm", "dropout": False, "tied_embeddings": True}
+PINNED = {"precision": "bf16", "optimizer": "adamw", "micro_batch": 2, "grad_accum": 1, "context": 4096,
+          "zero_stage": 0, "offload": "none", "grad_checkpointing": False, "lora_rank": 0,
+          "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1}
+LLAMA_8B = {"h": 4096, "q": 4096, "kv": 1024, "f": 14336, "vocab": 128256}   # Llama 3.1 8B config.json
+
+
+def assess(tmp_path, knobs=None, model="llama-3.1-8b", **goal):
+    goal = {"model": model, "task": "pretrain", "data": {"tokens": 1e9},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 8}, **goal}
+    problem = load_problem(write_goal(tmp_path, goal), pinned=True)
+    return problem.evaluator().assess({**PINNED, **(knobs or {})})
+
+
+def model_states(values) -> float:
+    return values["weight_memory"] + values["gradient_memory"] + values["optimizer_memory"]
+
+
+@pytest.mark.parametrize("grad_dtype, bytes_per_param", [("auto", 6 + 12 / 64), ("16-bit", 4 + 12 / 64)])
+def test_megatron_distributed_optimizer_bytes_per_parameter(tmp_path, grad_dtype, bytes_per_param):
+    """Megatron Core developer guide, 'Distributed Optimizer': bf16 parameters with fp32 gradients
+    take 6 + 12/d bytes per parameter; with 16-bit gradients (grad_reduce_in_fp32 off) 4 + 12/d."""
+    values = assess(tmp_path, {"zero_stage": 1, "gpus": 64}, model=GPT3_STYLE, framework="megatron",
+                    grad_dtype=grad_dtype).values
+    assert model_states(values) == pytest.approx(bytes_per_param * values["trainable_params"], rel=1e-12)
+
+
+def per_op_checkpoint_bytes_per_token(dims) -> int:
+    """torchtitan's per-op policy over a Llama block's matmuls in call order: the outputs of the
+    1st, 3rd, 5th and 7th are saved (every second one is recomputed), and so are flash attention's
+    output and the block's input (the checkpoint's argument); 2 bytes each in bf16."""
+    h, q, kv, f = dims["h"], dims["q"], dims["kv"], dims["f"]
+    matmul_outputs = [q, kv, kv, h, f, f, h]            # wq, wk, wv, wo, w1, w3, w2
+    saved = sum(width for index, width in enumerate(matmul_outputs, start=1) if index % 2 == 1)
+    return 2 * (saved + q + h)
+
+
+def test_torchtitan_selective_checkpointing_keeps_every_other_matmul(tmp_path):
+    values = assess(tmp_path, {"grad_checkpointing": "selective", "zero_stage": 3, "gpus": 8},
+                    framework="fsdp").values
+    tokens = PINNED["micro_batch"] * PINNED["context"]
+    assert values["layer_bytes"] == pytest.approx(tokens * per_op_checkpoint_bytes_per_token(LLAMA_8B), rel=1e-12)
+    # Megatron-LM's selective recomputation drops only the attention core, which flash attention never stores
+    megatron = assess(tmp_path, {"grad_checkpointing": "selective", "zero_stage": 1, "gpus": 8},
+                      framework="megatron").values
+    none = assess(tmp_path, {"zero_stage": 1, "gpus": 8}, framework="megatron").values
+    assert megatron["layer_bytes"] == pytest.approx(none["layer_bytes"], rel=1e-12)
+
+
+def test_transformer_engine_saves_linear_inputs_in_fp8(tmp_path):
+    """Transformer Engine keeps each linear layer's input for the weight gradient as its fp8 cast:
+    the QKV, output, up and down projections' inputs (widths h, q, h, f) take 1 byte, not 2;
+    torchao float8 (fsdp) saves them in bf16."""
+    knobs = {"zero_stage": 1, "gpus": 8}
+    bf16 = assess(tmp_path, knobs, framework="megatron").values
+    fp8 = assess(tmp_path, {**knobs, "precision": "fp8"}, framework="megatron").values
+    tokens = PINNED["micro_batch"] * PINNED["context"]
+    saved = LLAMA_8B["h"] + LLAMA_8B["q"] + LLAMA_8B["h"] + LLAMA_8B["f"]
+    assert bf16["layer_bytes"] - fp8["layer_bytes"] == pytest.approx(tokens * saved, rel=1e-12)
+    torchao = assess(tmp_path, {**knobs, "zero_stage": 3, "precision": "fp8"}, framework="fsdp").values
+    assert torchao["layer_bytes"] == pytest.approx(bf16["layer_bytes"], rel=1e-12)
+
+
+def test_context_parallelism_splits_activations_and_shards_states_over_dp_times_cp(tmp_path):
+    base = {"zero_stage": 3, "gpus": 8}
+    one = assess(tmp_path, base, framework="fsdp").values
+    two = assess(tmp_path, {**base, "cp": 2}, framework="fsdp")
+    assert two.passes, two.violations
+    assert two.values["dp"] == 4
+    assert two.values["activation_memory"] == pytest.approx(one["activation_memory"] / 2, rel=1e-12)
+    assert model_states(two.values) == pytest.approx(model_states(one), rel=1e-12)
+    # a global batch counts sequences: 8 GPUs at cp 2 train 4 sequences per micro-step
+    assert two.values["sequences_per_step"] == 4 * PINNED["micro_batch"]
+
+
+def test_context_parallelism_is_refused_where_it_does_not_run(tmp_path):
+    deepspeed = assess(tmp_path, {"gpus": 8, "cp": 2})
+    assert "parallelism/context-parallel-framework" in {v.rule for v in deepspeed.violations}
+    uneven = assess(tmp_path, {"gpus": 8, "cp": 8, "context": 4100, "zero_stage": 3}, framework="fsdp")
+    assert "parallelism/context-parallel-chunks" in {v.rule for v in uneven.violations}
+
+
+def test_fsdp_buffers_hold_two_gathered_blocks_and_one_fp32_gradient_block(tmp_path):
+    values = assess(tmp_path, {"zero_stage": 3, "gpus": 8}, framework="fsdp").values
+    block = values["block_params"]
+    assert values["zero_buffers"] == pytest.approx(block * (2 * 2 + 4), rel=1e-12)
+
+
+def test_optimizer_in_backward_keeps_only_the_largest_gradient(tmp_path):
+    """torchtune's optimizer_in_bwd steps and frees each weight's gradient in its backward hook: the
+    largest one alive at a time is the embedding or LM head (vocab x h)."""
+    knobs = {"precision": "bf16-pure", "optimizer": "paged-adamw-8bit"}
+    fused = assess(tmp_path, knobs, framework="fsdp", optimizer_in_backward=True)
+    assert fused.values["gradient_memory"] == pytest.approx(LLAMA_8B["vocab"] * LLAMA_8B["h"] * 2, rel=1e-12)
+    accumulating = assess(tmp_path, {**knobs, "grad_accum": 2}, framework="fsdp", optimizer_in_backward=True)
+    assert "memory/optimizer-in-backward-steps-once" in {v.rule for v in accumulating.violations}
+
+
+def test_frameworks_refuse_combinations_they_do_not_have(tmp_path):
+    def broken(framework, **knobs):
+        return {v.rule for v in assess(tmp_path, {"gpus": 8, **knobs}, framework=framework).violations}
+    assert "parallelism/fsdp-stages" in broken("fsdp", zero_stage=1)
+    assert "parallelism/pipeline-zero" in broken("megatron", zero_stage=3, pp=2)
+    assert "parallelism/pipeline-zero" not in broken("fsdp", zero_stage=3, pp=2)
+    assert "parallelism/pure-bf16-without-deepspeed" in broken("megatron", precision="bf16-pure", zero_stage=1)
+    assert "parallelism/pure-bf16-without-deepspeed" not in broken("fsdp", precision="bf16-pure", zero_stage=3)
+    assert "memory/framework-offload" in broken("fsdp", zero_stage=3, offload="optimizer")
