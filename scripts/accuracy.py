@@ -132,7 +132,7 @@ T5_3B_LARGEST_MODULE = 32128 * 1024   # the shared embedding: DeepSpeed's "large
 
 BASE_KNOBS = {"precision": "bf16", "optimizer": "adamw", "micro_batch": 1, "grad_accum": 1, "context": 2048,
               "zero_stage": 0, "offload": "none", "grad_checkpointing": False, "lora_rank": 0,
-              "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1}
+              "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1, "vp": 1}
 _PROBLEMS: dict = {}
 _FOLDER: list = []
 

@@ -86,7 +86,8 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
         lines.append("")
         lines.append("  " + "  ".join(f"{key} {format_value(value)}" for key, value in config.items()))
         lines.append(f"  gpus {config['gpus']} = dp {round(values['dp'])} x tp {config['tp']} x pp {config['pp']}"
-                     + (f" x cp {config['cp']}" if config["cp"] > 1 else ""))
+                     + (f" x cp {config['cp']}" if config["cp"] > 1 else "")
+                     + (f" (interleaved, {config['vp']} virtual stages per GPU)" if config["vp"] > 1 else ""))
         capacity = inputs["gpu.memory_bytes"]
         lines.append("")
         lines.append(f"Memory per GPU  {format_value(values['memory_per_gpu'], 'bytes')} of "

@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES, run_cli, run_json
 
 KNOBS = {"precision", "optimizer", "micro_batch", "grad_accum", "context", "zero_stage", "offload",
-         "grad_checkpointing", "lora_rank", "quantization", "gpus", "dp", "tp", "pp", "cp", "gpu", "nodes"}
+         "grad_checkpointing", "lora_rank", "quantization", "gpus", "dp", "tp", "pp", "cp", "vp", "gpu", "nodes"}
 ESTIMATE = {"params", "trainable_params", "memory_per_gpu_bytes", "memory_breakdown_bytes", "cpu_memory_bytes",
             "tokens_per_second", "train_seconds", "model_flops_utilization"}
 

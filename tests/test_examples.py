@@ -23,7 +23,7 @@ import scenarios  # noqa: E402
 FILES = sorted(EXAMPLES.glob("*.yaml"))
 SEED_FILES = [path for path in FILES if path.name.startswith("seed")]
 KNOBS = {"precision", "optimizer", "micro_batch", "grad_accum", "context", "zero_stage", "offload",
-         "grad_checkpointing", "lora_rank", "quantization", "gpus", "dp", "tp", "pp", "cp", "gpu", "nodes"}
+         "grad_checkpointing", "lora_rank", "quantization", "gpus", "dp", "tp", "pp", "cp", "vp", "gpu", "nodes"}
 
 
 def _solve(path: Path) -> subprocess.CompletedProcess:

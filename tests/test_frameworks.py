@@ -14,7 +14,7 @@ GPT3_STYLE = {"layers": 24, "hidden": 2048, "heads": 16, "ffn_hidden": 8192, "vo
               "gated_mlp": False, "norm": "layernorm", "dropout": False, "tied_embeddings": True}
 PINNED = {"precision": "bf16", "optimizer": "adamw", "micro_batch": 2, "grad_accum": 1, "context": 4096,
           "zero_stage": 0, "offload": "none", "grad_checkpointing": False, "lora_rank": 0,
-          "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1}
+          "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1, "vp": 1}
 LLAMA_8B = {"h": 4096, "q": 4096, "kv": 1024, "f": 14336, "vocab": 128256}   # Llama 3.1 8B config.json
 
 
@@ -71,7 +71,8 @@ def test_transformer_engine_saves_linear_inputs_in_fp8(tmp_path):
     saved = LLAMA_8B["h"] + LLAMA_8B["q"] + LLAMA_8B["h"] + LLAMA_8B["f"]
     assert bf16["layer_bytes"] - fp8["layer_bytes"] == pytest.approx(tokens * saved, rel=1e-12)
     torchao = assess(tmp_path, {**knobs, "zero_stage": 3, "precision": "fp8"}, framework="fsdp").values
-    assert torchao["layer_bytes"] == pytest.approx(bf16["layer_bytes"], rel=1e-12)
+    fsdp_bf16 = assess(tmp_path, {**knobs, "zero_stage": 3}, framework="fsdp").values
+    assert torchao["layer_bytes"] == pytest.approx(fsdp_bf16["layer_bytes"], rel=1e-12)
 
 
 def test_context_parallelism_splits_activations_and_shards_states_over_dp_times_cp(tmp_path):
@@ -118,3 +119,31 @@ def test_frameworks_refuse_combinations_they_do_not_have(tmp_path):
     assert "parallelism/pure-bf16-without-deepspeed" in broken("megatron", precision="bf16-pure", zero_stage=1)
     assert "parallelism/pure-bf16-without-deepspeed" not in broken("fsdp", precision="bf16-pure", zero_stage=3)
     assert "memory/framework-offload" in broken("fsdp", zero_stage=3, offload="optimizer")
+
+
+def test_megatron_fused_swiglu_stores_its_input_only(tmp_path):
+    """Megatron-LM's fused SwiGLU saves the gate and up outputs and recomputes the activation: its MLP
+    stores 6f bytes per token (gate and up outputs, the down projection's input) where eager PyTorch
+    stores 8f (also the silu output)."""
+    knobs = {"zero_stage": 1, "gpus": 8}
+    eager = assess(tmp_path, knobs).values
+    fused = assess(tmp_path, knobs, framework="megatron").values
+    tokens = PINNED["micro_batch"] * PINNED["context"]
+    assert eager["layer_bytes"] - fused["layer_bytes"] == pytest.approx(tokens * 2 * LLAMA_8B["f"], rel=1e-12)
+
+
+def test_interleaved_pipeline_divides_the_bubble_and_adds_first_stage_activations(tmp_path):
+    """Narayanan et al. 2021 sec. 2.2: v virtual stages per GPU make the bubble (p - 1)/(v m);
+    Korthikanti et al. 2022 sec. 4.2.3: the first stage then holds L (1 + (p - 1)/(p v)) layers' worth."""
+    knobs = {"zero_stage": 1, "gpus": 8, "pp": 4, "grad_accum": 8}
+    plain = assess(tmp_path, knobs, framework="megatron").values
+    interleaved = assess(tmp_path, {**knobs, "vp": 4}, framework="megatron")
+    assert interleaved.passes, interleaved.violations
+    step, optimizer = plain["micro_step_seconds"], plain["optimizer_seconds"]
+    assert plain["compute_seconds_per_step"] == pytest.approx((8 + 3) * step + optimizer, rel=1e-12)
+    assert interleaved.values["compute_seconds_per_step"] == pytest.approx((8 + 3 / 4) * step + optimizer, rel=1e-12)
+    layers = 32 * plain["layer_bytes"]
+    assert interleaved.values["activation_memory"] - plain["activation_memory"] == pytest.approx(
+        layers * 3 / 16 / 1, rel=1e-9)
+    deepspeed = assess(tmp_path, {**knobs, "vp": 4})
+    assert "parallelism/interleaved-pipeline-framework" in {v.rule for v in deepspeed.violations}

@@ -12,7 +12,7 @@ GPT3_STYLE = {"layers": 24, "hidden": 2048, "heads": 16, "ffn_hidden": 8192, "vo
               "gated_mlp": False, "norm": "layernorm", "dropout": True, "tied_embeddings": True}
 PINNED = {"precision": "bf16", "optimizer": "adamw", "micro_batch": 4, "grad_accum": 1, "context": 2048,
           "zero_stage": 0, "offload": "none", "grad_checkpointing": False, "lora_rank": 0,
-          "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1}
+          "quantization": "none", "gpus": 1, "tp": 1, "pp": 1, "cp": 1, "vp": 1}
 
 
 def assess(tmp_path, knobs=None, **goal):
