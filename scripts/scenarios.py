@@ -31,7 +31,10 @@ import yaml
 from tplan.evaluate import format_value
 from tplan.explain import answer
 from tplan.repair import repairs
+from tplan.api import plan_goal
 from tplan.goal import load_problem
+from tplan.load import read
+from tplan.stages import is_staged
 from tplan.search import solve, with_rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +84,9 @@ def _memory_problem(problem):
 
 def run(path: Path) -> dict:
     """Solve one example; return plain numbers (picklable) for the doc and the tests."""
+    if is_staged(read(path)):
+        staged = plan_goal(path, (), TIME_LIMIT, explain=True)
+        return {"path": str(path), "status": staged.status, "answer": staged.answer(), "staged": True}
     problem = load_problem(path)
     plan = solve(problem, TIME_LIMIT, explain=True)
     result = {"path": str(path), "status": plan.status,
@@ -156,10 +162,12 @@ def why(item: dict, estimate: dict | None) -> str:
     if not estimate:
         return text
     hours = (item.get("seed-estimate") or {}).get("hours")
-    figures = {"time": _time(estimate["train_seconds"]), "mfu": f"{estimate['model_flops_utilization'] * 100:.0f}%",
-               "memory": _gib(estimate["memory_per_gpu_bytes"]),
-               "step": _time(estimate["train_seconds"] / estimate["optimizer_steps"]),
-               "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"}
+    figures = {"time": _time(estimate["train_seconds"]), "memory": _gib(estimate["memory_per_gpu_bytes"])}
+    if "optimizer_steps" in estimate:   # one run (a staged goal's estimate is its stages' totals)
+        figures.update(mfu=f"{estimate['model_flops_utilization'] * 100:.0f}%",
+                       step=_time(estimate["train_seconds"] / estimate["optimizer_steps"]))
+    figures.update({
+               "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"})
     for name, value in figures.items():
         text = text.replace("{" + name + "}", value)
     return text
@@ -171,6 +179,13 @@ def row(item: dict) -> str:
     link = f"[{Path(name).stem}](../examples/{name})"
     seed_text = f"{seed.get('time', '-')}; {seed.get('memory', '-')}"
     result = item["answer"]
+    if item.get("staged") and result["estimate"]:
+        estimate = result["estimate"]
+        plans = "; ".join(f"{stage['name']}: {_time(stage['estimate']['train_seconds'])}, "
+                          f"{plan_text(stage['config'])}" for stage in result["stages"])
+        return (f"| {link} | {seed_text} | {_time(estimate['train_seconds'])} "
+                f"({format_value(estimate['gpu_hours'])} GPU-h) | {ratio(estimate['train_seconds'] / 3600, seed)} | "
+                f"{_gib(estimate['memory_per_gpu_bytes'])} | - | {plans} | {result['status']} | {why(item, estimate)} |")
     if result["estimate"]:
         estimate = result["estimate"]
         hours = estimate["train_seconds"] / 3600

@@ -16,6 +16,7 @@ from .errors import InputError
 from .explain import answer, config_json, estimate
 from .goal import Problem, gpu_choices, load_problem
 from .load import Document, from_data, read
+from .stages import is_staged, plan_stages
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Answer:
     repairs: list[dict] = field(default_factory=list)
     pareto: list[dict] | None = None          # with solve(pareto=True): each trade-off's config and estimate
     pareto_complete: bool | None = None
+    stages: list[dict] | None = None          # a staged goal: each stage's name and answer
 
     @property
     def ok(self) -> bool:
@@ -52,6 +54,8 @@ class Answer:
             result["repairs"] = self.repairs
         if self.pareto is not None:
             result["pareto"], result["pareto_complete"] = self.pareto, self.pareto_complete
+        if self.stages is not None:
+            result["stages"] = self.stages
         return result
 
 
@@ -97,8 +101,9 @@ class Planned:
         return result
 
 
-def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None, pareto: bool = False) -> Planned:
-    """What `solve` answers for a goal; ``time_limit`` is seconds or a shared solve.Budget;
+def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None, pareto: bool = False):
+    """What `solve` answers for a goal (a Planned, or a stages.Staged for a goal with stages);
+    ``time_limit`` is seconds or a shared solve.Budget;
     ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there).
     A goal listing several GPUs is planned once per GPU and answered with the best by its objective."""
     from . import pareto as trade_offs
@@ -108,6 +113,11 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     budget: Budget = budget_of(time_limit)
     document = _source(goal)
     document = document if isinstance(document, Document) else read(document)
+    if is_staged(document):
+        if pareto:
+            raise InputError(document.path, document.where(("stages",)), "--pareto on a goal without stages")
+        return plan_stages(document, lambda stage: plan_goal(stage, rules, budget, explain, before_search),
+                           lambda problems: trade_offs.front(problems, budget))
     problems = [load_problem(choice, extra_rules=tuple(rules)) for choice in gpu_choices(document)]
     if before_search:
         before_search(problems[0])

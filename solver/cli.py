@@ -19,6 +19,7 @@ from .api import check as check_config, plan_goal
 from .emit import check_framework, deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
 from .explain import report, trade_off_table
+from .stages import Staged
 from .write import check_targets, write_all
 
 TEAM_PACK = "tplan-rules.yaml"  # a repo-local pack picked up from the working directory
@@ -109,6 +110,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, par
     planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto,
                         before_search=lambda problem: (check_targets(outputs, problem.sources),
                                                        check_framework(problem, deepspeed_out)))
+    if isinstance(planned, Staged):
+        return _staged(planned, goal, as_json, outputs or launch)
     problem, plan, choices = planned.problem, planned.plan, planned.gpu_choices
     hints = [repair.text for repair in planned.repairs]
     if plan.assessment is not None:
@@ -131,6 +134,18 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, par
             click.echo(f"No plan found within the search limits (--time-limit {time_limit:g} s, and CP-SAT's "
                        f"deterministic work limit); raise --time-limit or narrow the knobs.")
     return 0 if plan.assessment is not None else EXIT_NO
+
+
+def _staged(staged: Staged, goal: str, as_json: bool, emits) -> int:
+    """A goal with stages: each stage's plan and the totals (configs are written per stage's goal)."""
+    if emits:
+        raise InputError(goal, "stages", "--deepspeed, --hf-args and --launch on a goal without stages "
+                                         "(solve each stage's goal on its own to write its configs)")
+    if as_json:
+        _print_json(staged.answer())
+    else:
+        click.echo(staged.text())
+    return 0 if staged.totals() is not None and not staged.conflict else EXIT_NO
 
 
 @main.command()

@@ -46,6 +46,10 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
     document = path if isinstance(path, Document) else read(path)
     validate(document, "config" if pinned and not knobs else "goal")
     data = document.data
+    if "stages" in data:
+        raise InputError(document.path, document.where(("stages",)),
+                         "one run per config, without stages (tplan solve plans the stages; check each "
+                         "stage's config on its own)")
     model = _model_inputs(document)
     gpu = catalog.find_gpu(_one_gpu(document), document.path, document.where(("hardware", "gpu")))
     inputs = {**model, **_gpu_inputs(gpu), **_hardware_inputs(document, gpu["id"]), **_data_inputs(document, pinned),
@@ -53,7 +57,7 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
               "loss": data.get("loss", "standard"), "framework": data.get("framework", "deepspeed"),
               "grad_dtype": data.get("grad_dtype", "auto"),
               "optimizer_in_backward": data.get("optimizer_in_backward", False),
-              "goal.deadline_seconds": _deadline_seconds(document), "goal.budget": data.get("budget", 0)}
+              "goal.deadline_seconds": deadline_seconds(document), "goal.budget": data.get("budget", 0)}
     if inputs["goal.budget"] and not inputs["hardware.price_per_gpu_hour"]:
         raise InputError(document.path, document.where(("budget",)),
                          f"hardware.price_per_gpu_hour with a budget ({gpu['id']} has no list price in "
@@ -257,7 +261,7 @@ def _run_tokens(document: Document) -> float:
     return 0.0
 
 
-def _deadline_seconds(document: Document) -> float:
+def deadline_seconds(document: Document) -> float:
     deadline = document.data.get("deadline")
     return 0.0 if deadline is None else units.seconds(deadline, document.path, document.where(("deadline",)))
 

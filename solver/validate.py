@@ -57,6 +57,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"a value of type {error.validator_value}, not {quote(error.instance)}"
     if error.validator == "oneOf" and error.schema.get("description"):
         return f"{error.schema['description']} (got {quote(error.instance)})"
+    if error.validator == "anyOf" and all(set(choice) == {"required"} for choice in error.validator_value):
+        keys = [choice["required"][0] for choice in error.validator_value]
+        return f"the key {keys[0]!r} (or {' or '.join(map(repr, keys[1:]))})"
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"the required key {missing[0]!r}"

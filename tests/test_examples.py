@@ -57,6 +57,11 @@ def test_example_solves_as_its_header_says(path, answers):
     assert head["expect"] == "optimal", f"{path.name}: expect is optimal or infeasible"
     assert result.returncode == 0, answer.get("conflict")
     assert answer["status"] == "optimal"
+    for each in answer.get("stages") or [answer]:   # a staged goal answers each stage as one goal
+        check_one_plan(path, head, each)
+
+
+def check_one_plan(path, head, answer):
     assert set(answer["config"]) == KNOBS
     for knob, value in (head.get("expect-config") or {}).items():
         assert answer["config"][knob] == value, f"{path.name}: {knob} {answer['config'][knob]!r}, header says {value!r}"
