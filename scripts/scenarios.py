@@ -32,7 +32,7 @@ from tplan.evaluate import format_value
 from tplan.explain import answer
 from tplan.repair import repairs
 from tplan.api import plan_goal
-from tplan.goal import load_problem
+from tplan.goal import changed, load_problem
 from tplan.load import read
 from tplan.stages import is_staged
 from tplan.search import solve, with_rules
@@ -99,7 +99,9 @@ def run(path: Path) -> dict:
             smallest = solve(_memory_problem(problem), TIME_LIMIT, explain=False)
             result["smallest_memory"] = smallest.assessment.values["memory_per_gpu"] if smallest.assessment else None
     else:
-        result["suggestions"] = ([repair.text for repair in repairs(problem, plan, TIME_LIMIT)]
+        def variant(changes: dict):
+            return load_problem(changed(read(path), problem.inputs["gpu.id"], changes))
+        result["suggestions"] = ([repair.text for repair in repairs(problem, plan, TIME_LIMIT, variant)]
                                  if plan.status == "infeasible" else [])
         if MEMORY_RULE in plan.conflict:
             # How much memory would the goal need? Drop the capacity rule and minimise memory.

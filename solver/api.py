@@ -14,7 +14,7 @@ from pathlib import Path
 from .emit import knobs_from_deepspeed
 from .errors import InputError
 from .explain import answer, config_json, estimate
-from .goal import Problem, gpu_choices, load_problem
+from .goal import Problem, changed, gpu_choices, load_problem
 from .load import Document, from_data, read
 from .stages import is_staged, plan_stages
 
@@ -129,7 +129,9 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     if len(problems) > 1 and (explain or plan.assessment is None):
         again = search(problem, budget, explain=explain)
         plan = replace(plan, binding=again.binding, conflict=again.conflict)
-    hints = repairs(problem, plan, budget) if explain and plan.status == "infeasible" else []
+    hints = repairs(problem, plan, budget, lambda changes: load_problem(
+        changed(document, problem.inputs["gpu.id"], changes), extra_rules=tuple(rules))) \
+        if explain and plan.status == "infeasible" else []
     choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
                 problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}
                for each, found in zip(problems, plans)] if len(problems) > 1 else []

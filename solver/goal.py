@@ -158,6 +158,21 @@ def gpu_choices(document: Document) -> list[Document]:
                                      "knobs": rest}, document.lines) for gpu in listed]
 
 
+def changed(document: Document, gpu_id: str, changes: dict) -> Document:
+    """The goal on one GPU (``gpu_id``) with ``changes`` made: another `gpu`, a number of `nodes`, or a
+    number of `tokens` in place of the data's amount (its batch keys kept). Knobs that name the GPU
+    or follow from the node count (gpu, nodes, dp) are dropped."""
+    data = document.data
+    hardware = {**data["hardware"], "gpu": changes.get("gpu", gpu_id), "nodes": changes.get("nodes",
+                                                                                         data["hardware"].get("nodes", 1))}
+    knobs = {name: value for name, value in (data.get("knobs") or {}).items() if name not in IMPLIED}
+    amount = data["data"]
+    if "tokens" in changes:
+        amount = {**{key: value for key, value in amount.items() if key.startswith("global_batch")
+                     or key.startswith("synthetic")}, "tokens": changes["tokens"]}
+    return Document(document.path, {**data, "hardware": hardware, "knobs": knobs, "data": amount}, document.lines)
+
+
 def _gpus_listed(document: Document) -> list[str]:
     """The GPU ids in play: knobs.gpu (which must be among hardware.gpu) or hardware.gpu; [] when the
     goal is malformed (validation reports it)."""

@@ -40,6 +40,30 @@ def test_infeasible_goal_names_its_conflict_and_repairs():
     assert answer.conflict == ["memory/fits-gpu-memory"] and answer.suggestions
 
 
+def test_a_missed_deadline_is_repaired_with_more_nodes_or_fewer_tokens():
+    goal = {"model": "llama-3.2-1b", "task": "pretrain", "data": {"tokens": 2e10, "global_batch": 512},
+            "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8}, "deadline": "24h"}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and answer.conflict == ["time/meets-deadline"]
+    by_change = {repair["change"]: repair for repair in answer.repairs}
+    nodes = by_change["use 2 nodes"]
+    assert nodes["passes"] and nodes["config"]["nodes"] == 2
+    assert nodes["estimate"]["train_seconds"] <= 24 * 3600
+    fewer = next(repair for change, repair in by_change.items() if change.startswith("train "))
+    assert fewer["passes"] and fewer["estimate"]["training_tokens"] == fewer["goal_changes"]["data.tokens"] < 2e10
+    assert fewer["estimate"]["train_seconds"] <= 24 * 3600
+
+
+def test_memory_is_repaired_by_renting_a_larger_gpu():
+    answer = tplan.solve({"model": "llama-2-7b", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"},
+                          "knobs": {"lora_rank": 0, "offload": "none"}})
+    rented = [repair for repair in answer.repairs if repair["change"].startswith("rent ")]
+    assert rented and all(repair["passes"] for repair in rented)
+    for repair in rented:
+        gpu = tplan.catalog.gpus()[repair["config"]["gpu"]]
+        assert gpu["memory_gib"] > 24 and repair["estimate"]["memory_per_gpu_bytes"] <= gpu["memory_gib"] * 2**30
+
+
 def test_bad_input_raises_input_error_with_the_place():
     with pytest.raises(tplan.InputError, match=r"data.tokens.*token count"):
         tplan.solve({"model": "gpt2", "data": {"tokens": "lots"}, "hardware": {"gpu": "a100-80gb"}})
@@ -200,7 +224,11 @@ def test_repairs_of_an_infeasible_goal_are_verified_plans():
     widenings = [repair for repair in answer.repairs if repair["passes"]]
     assert any(repair["config"]["offload"] != "none" for repair in widenings)
     for repair in answer.repairs:
-        checked = tplan.check({**goal, "knobs": repair["config"]})
+        changed = {**goal, "hardware": {**goal["hardware"]}, "data": {**goal["data"]}}
+        for key, value in repair.get("goal_changes", {}).items():   # another GPU kind, more nodes, fewer tokens
+            section, name = key.split(".")
+            changed[section][name] = value
+        checked = tplan.check({**changed, "knobs": repair["config"]})
         if repair["passes"]:
             assert checked.status == "pass", repair["change"]
         else:
