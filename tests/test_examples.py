@@ -109,6 +109,8 @@ def test_synthetic_share_alone_sets_the_pressure_level(tmp_goal):
         return problem.evaluator().assess(config)
 
     assert level(1e9, 0.05).values["pressure"] == "low"
+    # seed 004 sec. 3's own lower ends (~50M, ~0.5B, 5B tokens) reach their levels
+    assert [level(tokens, 1.0).values["pressure"] for tokens in (5e7, 5e8, 5e9)] == ["low", "medium", "high"]
     assert level(2e9, 0.5).values["pressure"] == "medium"
     high = level(1.2e10, 1.0)
     assert high.values["pressure"] == "high"
