@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import catalog as catalogs
+from . import plot
 from .api import check as check_config, plan_goal
 from .emit import check_framework, deepspeed_config, hf_arguments, launch_line
 from .errors import InputError
@@ -100,14 +101,19 @@ def main():
 @click.option("--launch", is_flag=True, help="Print the launch line (torchrun or deepspeed).")
 @click.option("--pareto", is_flag=True,
               help="Also list the plans no other beats on time, memory per GPU and cost at once (more solves).")
+@click.option("--plot", "plot_out", type=click.Path(),
+              help="Draw those trade-off plans (time, memory, cost; the plan answered marked) as FILE.svg or .png "
+                   "(implies --pareto; needs matplotlib: pip install 'tplan[plot]').")
 @RULES_OPTION
-def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, pareto, rules):
+def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, pareto, plot_out, rules):
     """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
     from .search import Budget  # OR-Tools loads only when a goal is solved
 
     budget = Budget(time_limit)  # the whole command, loading included
-    outputs = [path for path in (deepspeed_out, hf_out) if path]
-    planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto,
+    outputs = [path for path in (deepspeed_out, hf_out, plot_out) if path]
+    if plot_out:
+        plot.check_target(plot_out)
+    planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto or bool(plot_out),
                         before_search=lambda problem: (check_targets(outputs, problem.sources),
                                                        check_framework(problem, deepspeed_out)))
     if isinstance(planned, Staged):
@@ -120,6 +126,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, par
             contents[deepspeed_out] = _json_text(deepspeed_config(problem, plan.assessment))
         if hf_out:
             contents[hf_out] = _json_text(hf_arguments(problem, plan.assessment, deepspeed_out))
+        if plot_out:
+            contents[plot_out] = plot.figure(plot_out, planned.pareto, plan.assessment)
         write_all(contents)
         if launch:
             click.echo(launch_line(problem, plan.assessment, deepspeed_out or "ds_config.json"), err=as_json)

@@ -33,7 +33,7 @@ def check_targets(targets: list[str], inputs: list[str]) -> None:
             raise InputError(target, "", "a regular file to write, not a folder, pipe or device")
 
 
-def write_all(contents: dict[str, str]) -> None:
+def write_all(contents: dict[str, str | bytes]) -> None:
     """Write every file or none: temporary files first, renamed into place at the end; if a
     rename fails or is interrupted, the new files already renamed are removed again."""
     temporaries: list[tuple[str, str]] = []
@@ -43,7 +43,7 @@ def write_all(contents: dict[str, str]) -> None:
         for target, text in contents.items():
             handle, temporary = tempfile.mkstemp(dir=Path(target).parent, prefix=f".{Path(target).name}.")
             temporaries.append((temporary, target))
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
+            with (os.fdopen(handle, "wb") if isinstance(text, bytes) else os.fdopen(handle, "w", encoding="utf-8")) as file:
                 file.write(text)
         for temporary, target in temporaries:
             existed = os.path.lexists(target)

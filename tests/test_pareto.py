@@ -57,3 +57,34 @@ def test_each_trade_off_is_a_full_plan_that_passes_check():
     answer = tplan.solve(GOAL, explain=False, pareto=True)
     for plan in answer.to_dict()["pareto"]:
         assert tplan.check({**GOAL, "knobs": plan["config"]}).status == "pass"
+
+
+@pytest.mark.parametrize("name", ["trade-offs.svg", "trade-offs.png"])
+def test_plot_draws_every_trade_off_and_marks_the_plan_answered(tmp_path, name):
+    import xml.etree.ElementTree as ElementTree
+
+    from conftest import run_cli, write_goal
+
+    result = run_cli("solve", write_goal(tmp_path, GOAL), "--plot", tmp_path / name, "--json")
+    assert result.returncode == 0, result.stderr
+    data = (tmp_path / name).read_bytes()
+    if name.endswith(".png"):
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        return
+    svg = ElementTree.fromstring(data)
+    text = " ".join(node.text or "" for node in svg.iter() if node.tag.endswith("text"))
+    assert "memory per GPU (GiB)" in text and "the plan answered" in text
+    import json
+    plans = json.loads(result.stdout)["pareto"]
+    collections = [[mark for mark in group.iter() if mark.tag.endswith(("use", "path"))] for group in svg.iter()
+                   if group.get("id", "").startswith("PathCollection")]
+    assert len([m for m in collections[0] if m.tag.endswith("use")]) == len(plans)   # every plan ...
+    assert collections[1]                                                           # ... then the star
+
+
+def test_plot_needs_a_known_format(tmp_path):
+    from conftest import run_cli, write_goal
+
+    result = run_cli("solve", write_goal(tmp_path, GOAL), "--plot", tmp_path / "chart.pdf")
+    assert result.returncode == 2 and ".svg or .png" in result.stderr
+    assert not (tmp_path / "chart.pdf").exists()
