@@ -598,9 +598,6 @@ TT_8B_QLORA = ["q", "k", "v", "o", "gate", "up", "down"]         # torchtune 8B 
 TT_3B_LORA = ["q", "v", "o", "gate", "up", "down"]               # torchtune 3B (Q)LoRA configs, Nov 2024
 TT_3B = {"micro_batch": 2, "context": 4096, "precision": "bf16-pure"}  # torchtune trains in pure bf16
 TT_3B_CKPT = {**TT_3B, "grad_checkpointing": True}
-CHUNKED_WHY = ("modelled with the goal's `loss: chunked` (bf16 logits, one fp32 chunk at a time: 3 bytes per "
-               "logit instead of the Hugging Face loss's 10); torch.compile has no tplan knob")
-
 
 def case(case_id, source, label, spec, knobs, memory, unit, fidelity, setting, **extra) -> dict:
     return {"id": case_id, "source": source, "label": label, "spec": spec, "knobs": knobs, "memory": memory,
@@ -634,26 +631,25 @@ MEASURED = [
          cpu=35, why="as for T0_3B with offload"),
     # torchtune README, Llama 3.1 8B on one RTX 4090: batch 2, packed 2048, torch.compile, no accumulation
     case("tt-8b-full-4090", "torchtune", "Llama 3.1 8B full fine-tune, 1x 4090",
-         goal("llama-3.1-8b", "rtx-4090", loss="chunked", framework="fsdp", optimizer_in_backward=True),
+         goal("llama-3.1-8b", "rtx-4090", loss="chunked", framework="fsdp", optimizer_in_backward=True, compile=True),
          {"micro_batch": 2, "context": 2048, "optimizer": "paged-adamw-8bit", "grad_checkpointing": True,
           "precision": "bf16-pure"},
-         18.9, "GiB", "outside",
+         18.9, "GiB", "as run",
          "llama-3.1-8b, RTX 4090, micro-batch 2, packed 2048, pure bf16, PagedAdamW8bit with the step fused into "
          "backward (tplan: paged-adamw-8bit, optimizer_in_backward), activation checkpointing (tplan: full "
-         "recomputation), chunked cross-entropy, torch.compile",
-         why="torch.compile has no tplan knob"),
+         "recomputation), chunked cross-entropy, torch.compile"),
     case("tt-8b-lora-4090", "torchtune", "Llama 3.1 8B LoRA, 1x 4090",
-         goal("llama-3.1-8b", "rtx-4090", lora_targets=TT_8B_LORA, loss="chunked", framework="fsdp"),
-         {"micro_batch": 2, "context": 2048, "lora_rank": 8, "grad_checkpointing": True, "precision": "bf16-pure"}, 16.2, "GiB", "outside",
+         goal("llama-3.1-8b", "rtx-4090", lora_targets=TT_8B_LORA, loss="chunked", framework="fsdp", compile=True),
+         {"micro_batch": 2, "context": 2048, "lora_rank": 8, "grad_checkpointing": True, "precision": "bf16-pure"}, 16.2, "GiB", "as run",
          "llama-3.1-8b, RTX 4090, micro-batch 2, packed 2048, bf16 base, LoRA r = 8 on q, v, AdamW, activation "
-         "checkpointing (tplan: full recomputation), chunked cross-entropy, torch.compile", why=CHUNKED_WHY),
+         "checkpointing (tplan: full recomputation), chunked cross-entropy, torch.compile"),
     case("tt-8b-qlora-4090", "torchtune", "Llama 3.1 8B QLoRA, 1x 4090",
-         goal("llama-3.1-8b", "rtx-4090", lora_targets=TT_8B_QLORA, loss="chunked", framework="fsdp"),
+         goal("llama-3.1-8b", "rtx-4090", lora_targets=TT_8B_QLORA, loss="chunked", framework="fsdp", compile=True),
          {"micro_batch": 2, "context": 2048, "lora_rank": 8, "quantization": "nf4", "grad_checkpointing": True,
           "precision": "bf16-pure"},
-         7.4, "GiB", "outside",
+         7.4, "GiB", "as run",
          "llama-3.1-8b, RTX 4090, micro-batch 2, packed 2048, NF4 base, LoRA r = 8 on q, k, v, o and the MLP, AdamW, "
-         "activation checkpointing (tplan: full recomputation), chunked cross-entropy, torch.compile", why="chunked cross-entropy, as for LoRA: the 5.3 GB of logits tplan holds are most of its excess"),
+         "activation checkpointing (tplan: full recomputation), chunked cross-entropy, torch.compile"),
     # torchtune README "Optimization flags": Llama 3.2 3B on one A100 (80GB), batch 2, max sequence length 4096, bf16
     case("tt-3b-baseline", "torchtune", "Llama 3.2 3B baseline (unpacked)", None, None, 25.5, "GiB", "not modelled",
          "llama-3.2-3b, A100, micro-batch 2, unpacked Alpaca samples up to 4096",
@@ -661,35 +657,35 @@ MEASURED = [
     case("tt-3b-packed", "torchtune", "Llama 3.2 3B + packed", goal("llama-3.2-3b", "a100-80gb", framework="fsdp"), TT_3B,
          60.0, "GiB", "as run", "llama-3.2-3b, A100 80GB, micro-batch 2, packed 4096, pure bf16 AdamW (tplan: "
          "precision bf16-pure), no checkpointing"),
-    case("tt-3b-compile", "torchtune", "+ compile", goal("llama-3.2-3b", "a100-80gb", framework="fsdp"), TT_3B,
-         51.0, "GiB", "outside", "as above + torch.compile (no tplan knob)",
-         why="torch.compile fuses element-wise ops"),
-    case("tt-3b-chunked", "torchtune", "+ chunked cross-entropy", goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp"), TT_3B,
-         42.9, "GiB", "outside", "as above + chunked cross-entropy (tplan: loss chunked)",
-         why="torch.compile (from the row above) has no tplan knob"),
-    case("tt-3b-ckpt", "torchtune", "+ activation checkpointing", goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp"), TT_3B_CKPT,
-         24.9, "GiB", "outside", "as above + activation checkpointing (tplan: full recomputation)",
-         why="pure bf16 and chunked cross-entropy, as above"),
+    case("tt-3b-compile", "torchtune", "+ compile", goal("llama-3.2-3b", "a100-80gb", framework="fsdp", compile=True),
+         TT_3B, 51.0, "GiB", "as run", "as above + torch.compile (tplan: compile)"),
+    case("tt-3b-chunked", "torchtune", "+ chunked cross-entropy",
+         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", compile=True), TT_3B,
+         42.9, "GiB", "as run", "as above + chunked cross-entropy (tplan: loss chunked)"),
+    case("tt-3b-ckpt", "torchtune", "+ activation checkpointing",
+         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", compile=True), TT_3B_CKPT,
+         24.9, "GiB", "as run", "as above + activation checkpointing (tplan: full recomputation)"),
     case("tt-3b-fused-opt", "torchtune", "+ optimizer step in backward",
-         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True), TT_3B_CKPT,
-         23.1, "GiB", "outside", "as above + optimizer_in_bwd (tplan: optimizer_in_backward)",
-         why="torch.compile, as above"),
+         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True, compile=True),
+         TT_3B_CKPT, 23.1, "GiB", "as run", "as above + optimizer_in_bwd (tplan: optimizer_in_backward)"),
     case("tt-3b-act-offload", "torchtune", "+ activation offloading",
-         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True), TT_3B_CKPT,
-         21.8, "GiB", "outside", "as above + activation offloading to the CPU (no tplan knob)",
+         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True, compile=True),
+         TT_3B_CKPT, 21.8, "GiB", "outside", "as above + activation offloading to the CPU (no tplan knob)",
          why="as above, and the checkpointed block inputs live in host memory"),
     case("tt-3b-8bit", "torchtune", "+ 8-bit AdamW",
-         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True),
+         goal("llama-3.2-3b", "a100-80gb", loss="chunked", framework="fsdp", optimizer_in_backward=True, compile=True),
          {**TT_3B_CKPT, "optimizer": "adamw-8bit"}, 17.6, "GiB", "outside",
          "as above + 8-bit AdamW (tplan: adamw-8bit)",
-         why="offloaded activations and torch.compile, as above"),
-    case("tt-3b-lora", "torchtune", "LoRA", goal("llama-3.2-3b", "a100-80gb", lora_targets=TT_3B_LORA, loss="chunked", framework="fsdp"),
+         why="offloaded activations, as above"),
+    case("tt-3b-lora", "torchtune", "LoRA", goal("llama-3.2-3b", "a100-80gb", lora_targets=TT_3B_LORA, loss="chunked", framework="fsdp",
+                                         compile=True),
          {**TT_3B_CKPT, "lora_rank": 64}, 8.5, "GiB", "outside",
          "llama-3.2-3b, A100 80GB, micro-batch 2, packed 4096, bf16 base, LoRA r = 64 on q, v, o and the MLP, AdamW, "
          "checkpointing + activation offloading, chunked cross-entropy, compile",
          why="activation offloading and chunked cross-entropy (tplan holds 10 bytes per logit: "
              "4096 x 2 x 128256 x 10 = 10.5 GB)"),
-    case("tt-3b-qlora", "torchtune", "QLoRA", goal("llama-3.2-3b", "a100-80gb", lora_targets=TT_3B_LORA, loss="chunked", framework="fsdp"),
+    case("tt-3b-qlora", "torchtune", "QLoRA", goal("llama-3.2-3b", "a100-80gb", lora_targets=TT_3B_LORA, loss="chunked", framework="fsdp",
+                                          compile=True),
          {**TT_3B_CKPT, "lora_rank": 64, "quantization": "nf4"}, 4.6, "GiB", "outside", "as LoRA with an NF4 base", why="as LoRA"),
 ]
 UNITS = {"GB": GB, "GiB": GIB, "MB": MB}

@@ -147,3 +147,16 @@ def test_interleaved_pipeline_divides_the_bubble_and_adds_first_stage_activation
         layers * 3 / 16 / 1, rel=1e-9)
     deepspeed = assess(tmp_path, {**knobs, "vp": 4})
     assert "parallelism/interleaved-pipeline-framework" in {v.rule for v in deepspeed.violations}
+
+
+def test_compile_recomputes_norm_outputs_and_the_mlp_activation(tmp_path):
+    """torch.compile's partitioner rebuilds element-wise outputs from tensors it keeps anyway: the two
+    norms' outputs (2h each) and, in a gated MLP, the silu output and its product (2f each)."""
+    knobs = {"zero_stage": 3, "gpus": 8}
+    eager = assess(tmp_path, knobs, framework="fsdp").values
+    compiled = assess(tmp_path, knobs, framework="fsdp", compile=True).values
+    tokens = PINNED["micro_batch"] * PINNED["context"]
+    rebuilt = 2 * LLAMA_8B["h"] + 2 * LLAMA_8B["h"] + 2 * LLAMA_8B["f"] + 2 * LLAMA_8B["f"]
+    assert eager["layer_bytes"] - compiled["layer_bytes"] == pytest.approx(tokens * rebuilt, rel=1e-12)
+    megatron = assess(tmp_path, {"zero_stage": 1, "gpus": 8}, framework="megatron", compile=True)
+    assert "parallelism/compile-without-megatron" in {v.rule for v in megatron.violations}
