@@ -18,9 +18,9 @@ from .evaluate import Assessment, format_value
 from .explain import config_json, estimate, knob_text
 from .goal import Problem
 
-OTHER_GPUS = 3            # other GPU kinds offered: the cheapest that fit with at least this one's memory and compute
-GPUS_TRIED = 8            # ... among at most this many tried
-MORE_NODES = (2, 4)       # node counts tried, as multiples of the goal's
+OTHER_GPUS = 2            # other GPU kinds offered, with at least this one's memory and compute ...
+GPUS_TRIED = 3            # ... among at most this many tried: the largest first for a memory conflict, else the fastest
+MORE_NODES = (2,)         # node counts tried, as multiples of the goal's
 TOKEN_MARGIN = 0.98       # fewer tokens: this share of what the fastest plan trains by the deadline
 GOAL_KEYS = {"gpu": "hardware.gpu", "nodes": "hardware.nodes", "tokens": "data.tokens"}
 
@@ -60,7 +60,7 @@ def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
                for factor in MORE_NODES]
     tokens = _tokens_by_deadline(problem, plan, budget)
     changes += [(f"train {format_value(tokens)} tokens (what fits by the deadline)", {"tokens": tokens})] if tokens else []
-    gpus = [(f"rent {gpu} instead", {"gpu": gpu}) for gpu in _other_gpus(inputs)]
+    gpus = [(f"rent {gpu} instead", {"gpu": gpu}) for gpu in _other_gpus(inputs, "memory/fits-gpu-memory" in plan.conflict)]
     found = [repair for repair in (_resolved(change, keys, variant, budget, solve) for change, keys in changes) if repair]
     rented = []
     for change, keys in gpus:
@@ -79,19 +79,26 @@ def _resolved(change: str, keys: dict, variant, budget, solve) -> Repair | None:
     if other.assessment is None:
         return None
     values = other.assessment.values
-    return Repair(change, f"{change} fits: {format_value(values['train_seconds'], 'time')}, cost "
-                          f"{format_value(values['cost'])} ({knob_text(other.assessment.config)})",
+    cost = (f"cost {format_value(values['cost'])}" if problem.inputs["hardware.price_per_gpu_hour"]
+            else f"{format_value(values['gpu_hours'])} GPU-hours (no list price)")
+    return Repair(change, f"{change} fits: {format_value(values['train_seconds'], 'time')}, {cost} "
+                          f"({knob_text(other.assessment.config)})",
                   True, problem, other.assessment, {GOAL_KEYS[key]: value for key, value in keys.items()})
 
 
-def _other_gpus(inputs: dict) -> list[str]:
-    """Catalog GPUs with at least this one's memory and 16-bit peak, cheapest list price first."""
+def _other_gpus(inputs: dict, short_of_memory: bool) -> list[str]:
+    """Catalog GPUs with at least this one's memory and 16-bit peak: the most memory first when memory
+    rules plans out, else the highest 16-bit peak; the cheaper list price first among equals."""
     here = catalog.gpus()[inputs["gpu.id"]]
     prices = catalog.list_prices()["prices"]
     larger = [gpu for gpu, entry in catalog.gpus().items()
               if gpu != inputs["gpu.id"] and entry["memory_gib"] >= here["memory_gib"]
               and entry["peak_tflops"].get("bf16", 0) >= here["peak_tflops"].get("bf16", 0)]
-    return sorted(larger, key=lambda gpu: (prices.get(gpu, float("inf")), gpu))[:GPUS_TRIED]
+    def rank(gpu: str) -> tuple:
+        entry = catalog.gpus()[gpu]
+        size = entry["memory_gib"] if short_of_memory else entry["peak_tflops"].get("bf16", 0)
+        return -size, prices.get(gpu, float("inf")), gpu
+    return sorted(larger, key=rank)[:GPUS_TRIED]
 
 
 def _tokens_by_deadline(problem: Problem, plan, budget) -> float:
