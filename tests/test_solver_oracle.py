@@ -55,6 +55,7 @@ def goals(draw):
         "tp": draw(subset([1, 2], 2)),
         "pp": draw(subset([1, 2], 2)),
         "cp": draw(subset([1, 2], 2)),
+        "vp": draw(subset([1, 2], 2)),
     }
     goal = {"model": draw(shapes), "task": task,
             "data": {"tokens": draw(st.sampled_from([1e7, 1e9, 2e10]))},
@@ -62,7 +63,8 @@ def goals(draw):
                          "gpus_per_node": per_node, "nodes": nodes},
             "knobs": knobs,
             "objective": draw(st.sampled_from(["time", "time", "cost", "memory"])),
-            "framework": draw(st.sampled_from(["deepspeed", "deepspeed", "fsdp", "megatron"]))}
+            "framework": draw(st.sampled_from(["deepspeed", "deepspeed", "fsdp", "megatron"])),
+            "compile": draw(st.booleans())}
     if draw(st.booleans()):
         goal["deadline"] = draw(st.sampled_from(["1h", "24h", "30d"]))
     if draw(st.booleans()):
