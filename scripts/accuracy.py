@@ -969,11 +969,10 @@ def run_memory() -> dict:
              f"worst {max(errors) * 100:.0f}%. Breakdown = tplan weights / gradients / optimizer / activations / "
              "framework buffers, GiB.", ""]
     lines += table(["run", "setting", "measured", "tplan (GiB)", "error", "breakdown"], rows)
-    lines += ["Known gaps: the Llama 3.1 70B runs with 8-way tensor parallelism are 19-24% above tplan - torchtitan's "
-              "DTensor tensor parallelism keeps the all-gathered (full-sequence) inputs of its column-parallel "
-              "layers for their weight gradients, which tplan divides by tp like Megatron-LM's sequence parallelism; "
-              "the two June-2025 H200 runs are 31-33% below tplan, which holds Hugging Face-style logits (10 bytes "
-              "each) where torchtitan at that commit compiles the loss too (torch.compile has no tplan knob).", ""]
+    lines += ["Known gaps: the Llama 3.1 70B runs with 8-way tensor parallelism are 14-19% above tplan even with "
+              "DTensor's all-gathered projection inputs counted whole (tp_gathered_bytes_per_token); the two "
+              "June-2025 H200 runs are 28-30% below tplan, which holds Hugging Face-style logits (10 bytes each) "
+              "where torchtitan at that commit probably compiles the loss too (not verified, so not changed).", ""]
     return {"lines": lines, "records": records}
 
 

@@ -160,3 +160,15 @@ def test_compile_recomputes_norm_outputs_and_the_mlp_activation(tmp_path):
     assert eager["layer_bytes"] - compiled["layer_bytes"] == pytest.approx(tokens * rebuilt, rel=1e-12)
     megatron = assess(tmp_path, {"zero_stage": 1, "gpus": 8}, framework="megatron", compile=True)
     assert "parallelism/compile-without-megatron" in {v.rule for v in megatron.violations}
+
+
+def test_dtensor_tensor_parallelism_keeps_the_gathered_projection_inputs(tmp_path):
+    """torchtitan's ColwiseParallel gathers the attention and MLP inputs to the full sequence and autograd
+    keeps them for the weight gradients (2h bytes per token each, not divided by tp); Megatron-LM's
+    sequence parallelism keeps them sharded."""
+    knobs = {"zero_stage": 3, "gpus": 8, "tp": 8}
+    fsdp = assess(tmp_path, knobs, framework="fsdp").values
+    tokens = PINNED["micro_batch"] * PINNED["context"]
+    gathered = 2 * LLAMA_8B["h"] + 2 * LLAMA_8B["h"]
+    sharded = assess(tmp_path, {"zero_stage": 0, "gpus": 8, "tp": 8}).values      # DeepSpeed/Megatron-style
+    assert fsdp["layer_bytes"] - sharded["layer_bytes"] == pytest.approx(tokens * gathered * 7, rel=1e-12)
