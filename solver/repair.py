@@ -11,6 +11,7 @@ to move). Changes that fit come first, best by the goal's objective.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from . import catalog
 from .errors import InputError
@@ -53,24 +54,21 @@ def repairs(problem: Problem, plan, budget, variant=None) -> list[Repair]:
 
 def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
     """More nodes, another GPU kind, or (against a deadline) fewer tokens: each a goal of its own."""
-    from .search import solve  # OR-Tools loads only when a goal is solved
-
     inputs = problem.inputs
     changes = [(f"use {inputs['hardware.nodes'] * factor} nodes", {"nodes": inputs["hardware.nodes"] * factor})
                for factor in MORE_NODES]
     tokens = _tokens_by_deadline(problem, plan, budget)
     changes += [(f"train {format_value(tokens)} tokens (what fits by the deadline)", {"tokens": tokens})] if tokens else []
     gpus = [(f"rent {gpu} instead", {"gpu": gpu}) for gpu in _other_gpus(inputs, "memory/fits-gpu-memory" in plan.conflict)]
-    found = [repair for repair in (_resolved(change, keys, variant, budget, solve) for change, keys in changes) if repair]
-    rented = []
-    for change, keys in gpus:
-        if len(rented) < OTHER_GPUS:
-            rented += [repair for repair in [_resolved(change, keys, variant, budget, solve)] if repair]
-    return found + rented
+    found = [repair for repair in (_resolved(change, keys, variant, budget) for change, keys in changes) if repair]
+    rented = (repair for repair in (_resolved(change, keys, variant, budget) for change, keys in gpus) if repair)
+    return found + list(itertools.islice(rented, OTHER_GPUS))   # stops solving once enough GPUs fit
 
 
-def _resolved(change: str, keys: dict, variant, budget, solve) -> Repair | None:
+def _resolved(change: str, keys: dict, variant, budget) -> Repair | None:
     """The goal with ``keys`` changed, solved: a repair when it has a plan."""
+    from .search import solve  # OR-Tools loads only when a goal is solved
+
     try:
         problem = variant(keys)
     except InputError:      # e.g. a price map without the other GPU: not a change this goal can take
@@ -94,6 +92,7 @@ def _other_gpus(inputs: dict, short_of_memory: bool) -> list[str]:
     larger = [gpu for gpu, entry in catalog.gpus().items()
               if gpu != inputs["gpu.id"] and entry["memory_gib"] >= here["memory_gib"]
               and entry["peak_tflops"].get("bf16", 0) >= here["peak_tflops"].get("bf16", 0)]
+
     def rank(gpu: str) -> tuple:
         entry = catalog.gpus()[gpu]
         size = entry["memory_gib"] if short_of_memory else entry["peak_tflops"].get("bf16", 0)
