@@ -10,4 +10,4 @@ from .api import Answer, check, solve
 from .errors import InputError
 
 __all__ = ["Answer", "InputError", "check", "solve"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .emit import knobs_from_deepspeed
+from .emit.readback import engine_of, implied_gpus, reading
 from .errors import InputError
 from .explain import answer, config_json, estimate
+from .catalog import find_model
 from .goal import Problem, changed, gpu_choices, load_problem
 from .load import Document, from_data, read
 from .stages import is_staged, plan_stages
@@ -68,7 +69,8 @@ def solve(goal: dict | str | Path, *, rules: tuple = (), time_limit: float = 60.
 
 
 def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Path | None = None) -> Answer:
-    """``config`` (a tplan config, or a DeepSpeed JSON with ``goal`` for what it does not carry)
+    """``config`` (a tplan config, or an engine's config - DeepSpeed JSON, Trainer arguments or TRL
+    config, accelerate, axolotl, torchtitan, torchtune - with ``goal`` for what it does not carry)
     checked against every rule, as `tplan check --json` answers."""
     problem = config_problem(config, goal, rules)
     assessment = problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
@@ -101,10 +103,11 @@ class Planned:
         return result
 
 
-def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None, pareto: bool = False):
+def plan_goal(goal, rules: tuple, time_limit, explain: bool, prepare=None, pareto: bool = False):
     """What `solve` answers for a goal (a Planned, or a stages.Staged for a goal with stages);
     ``time_limit`` is seconds or a shared solve.Budget;
-    ``before_search(problem)`` runs once the goal is read (the command line checks its outputs there).
+    ``prepare(problem)`` runs on each problem read, repairs' included, before it is searched (the
+    command line checks its outputs and narrows the knobs to what the engines it writes for run).
     A goal listing several GPUs is planned once per GPU and answered with the best by its objective."""
     from . import pareto as trade_offs
     from .repair import repairs
@@ -116,11 +119,16 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     if is_staged(document):
         if pareto:
             raise InputError(document.path, document.where(("stages",)), "--pareto on a goal without stages")
-        return plan_stages(document, lambda stage: plan_goal(stage, rules, budget, explain, before_search),
+        return plan_stages(document, lambda stage: plan_goal(stage, rules, budget, explain, prepare),
                            lambda problems: trade_offs.front(problems, budget))
-    problems = [load_problem(choice, extra_rules=tuple(rules)) for choice in gpu_choices(document)]
-    if before_search:
-        before_search(problems[0])
+
+    def problem_of(choice: Document) -> Problem:
+        problem = load_problem(choice, extra_rules=tuple(rules))
+        if prepare:
+            prepare(problem)
+        return problem
+
+    problems = [problem_of(choice) for choice in gpu_choices(document)]
     if len(problems) == 1:
         plans = [search(problems[0], budget, explain=explain)]
     else:  # compare the GPUs first; explain (binding rules, conflicts) only the one answered
@@ -129,8 +137,8 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, before_search=None,
     if len(problems) > 1 and (explain or plan.assessment is None):
         again = search(problem, budget, explain=explain)
         plan = replace(plan, binding=again.binding, conflict=again.conflict)
-    hints = repairs(problem, plan, budget, lambda changes: load_problem(
-        changed(document, problem.inputs["gpu.id"], changes), extra_rules=tuple(rules))) \
+    hints = repairs(problem, plan, budget, lambda changes: problem_of(
+        changed(document, problem.inputs["gpu.id"], changes))) \
         if explain and plan.status == "infeasible" else []
     choices = [{"gpu": each.inputs["gpu.id"], "status": found.status,
                 problem.objective_name: found.assessment.values[each.objective] if found.assessment else None}
@@ -156,19 +164,51 @@ def best_choice(problems: list[Problem], plans: list) -> tuple:
 
 
 def config_problem(config, goal, rules: tuple) -> Problem:
-    """A tplan config, or a DeepSpeed JSON whose model, data and hardware come from ``goal`` or
-    from CONFIG.tplan.yaml beside it."""
-    if isinstance(config, dict) or not str(config).endswith(".json"):
+    """A tplan config, or an engine's config whose hardware and data (and model, where it names
+    none) come from ``goal`` or from NAME.tplan.yaml beside it."""
+    if isinstance(config, dict):
         return load_problem(_source(config), pinned=True, extra_rules=tuple(rules))
-    path = str(config)
-    side = Path(path).with_suffix(".tplan.yaml")
+    document = read(config)
+    engine = engine_of(document)
+    if engine is None:
+        return load_problem(document, pinned=True, extra_rules=tuple(rules))
+    knobs, settings, companions = reading(document, engine)
+    sides = [Path(path).with_suffix(".tplan.yaml") for path in (document.path, *companions)]
+    side = next((side for side in sides if side.is_file()), sides[0])
     base = goal if goal is not None else (str(side) if side.is_file() else None)
     if base is None:
-        raise InputError(path, "", f"--goal GOAL.yaml or {side.name} beside it, naming the model, data and "
-                                   f"hardware that a DeepSpeed JSON does not carry")
-    return load_problem(_source(base), pinned=True, extra_rules=tuple(rules),
-                        knobs=knobs_from_deepspeed(read(path)), knobs_file=path)
+        raise InputError(document.path, "", f"--goal GOAL.yaml or {side.name} beside it, naming the hardware and "
+                                            f"data (and the model, where the file names none) that a {engine} "
+                                            f"config does not carry")
+    base = _source(base)
+    base = with_settings(base if isinstance(base, Document) else read(base), settings, document)
+    return load_problem(base, pinned=True, extra_rules=tuple(rules),
+                        knobs=implied_gpus(knobs, base.data.get("knobs") or {}), knobs_file=document.path)
 
 
+def with_settings(goal: Document, settings: dict, engine_file: Document) -> Document:
+    """The goal with what an engine's file says of the run (its model, framework, loss ...)."""
+    data = dict(goal.data) if isinstance(goal.data, dict) else {}
+    for key, value in settings.items():
+        if key == "model":
+            value = _engine_model(value, engine_file, data.get("model"))
+        if value is not None:
+            data[key] = value
+    return Document(goal.path, data, goal.lines)
+
+
+def _engine_model(name: str, engine_file: Document, goal_model):
+    """The model an engine loads: a catalog model, a local folder's config.json, or (a path tplan
+    cannot read) the goal's model."""
+    try:
+        find_model(name, engine_file.path, "model")
+        return name
+    except InputError:
+        folder = Path(engine_file.path).parent / name
+        if (folder / "config.json").is_file():
+            return {"hf_config": str((folder / "config.json").resolve()), "hf_id": name}
+        if goal_model is not None:
+            return None
+        raise
 def _source(goal) -> str | Path | Document:
     return from_data(goal, "<goal dict>") if isinstance(goal, dict) else goal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -47,19 +48,41 @@ def find_gpu(name: str, file: str, where: str) -> dict:
 
 
 def find_model(name: str, file: str, where: str) -> dict:
-    """A catalog model by id, full Hugging Face id, or alias; case-insensitive."""
+    """A catalog model by id, full Hugging Face id, or alias; case-insensitive. A fine-tuned release
+    (-Instruct, -Chat, -it) is its base model's architecture."""
     wanted = str(name).lower()
     aliases = {alias.lower(): target for alias, target in (_catalog("models").get("aliases") or {}).items()}
-    wanted = aliases.get(wanted, wanted)
-    by_hf_id = {entry.get("hf_id", "").lower(): key for key, entry in models().items()}
-    key = wanted if wanted in models() else by_hf_id.get(wanted) or by_hf_id.get(wanted.split("/")[-1])
-    if key is None and "/" in wanted:
-        key = wanted.split("/")[-1] if wanted.split("/")[-1] in models() else None
+    index = {**{entry.get("hf_id", "").lower().split("/")[-1]: key for key, entry in models().items()},
+             **{entry.get("hf_id", "").lower(): key for key, entry in models().items()},
+             **{key: key for key in models()}, **aliases}
+    key = next((index[variant] for variant in _base_names(wanted) if variant in index), None)
     if key is None:
         raise InputError(file, where, f"a model from the catalog (see `tplan catalog models`), a "
                                       f"{{hf_config: path}} or an explicit shape, not {quote(name)}"
                                       f"{nearest(wanted, [*models(), *aliases])}")
     return {"id": key, **models()[key]}
+
+
+FINE_TUNE_SUFFIX = re.compile(r"-(instruct|chat|it)(?=-|$)")  # Llama-3.1-8B-Instruct, gemma-2-2b-it
+
+
+def _base_names(wanted: str) -> list[str]:
+    """The names to look up: as given, without its organisation, and its base release's names."""
+    names = [wanted, wanted.split("/")[-1]]
+    for base in ("", "-base", "-pt", "-hf"):  # Mistral-Nemo-Base-2407, gemma-3-1b-pt, Llama-2-7b-hf
+        names += [FINE_TUNE_SUFFIX.sub(base, name, count=1) for name in names[:2]]
+    return names
+
+
+def torchtitan_models() -> dict[str, tuple[str, str]]:
+    """Catalog id -> torchtitan's (model name, flavor) for the models torchtitan trains."""
+    return {key: tuple(value) for key, value in (_catalog("models").get("torchtitan_models") or {}).items()}
+
+
+def lora_modules(model_type: str | None) -> dict | None:
+    """The module names a LoRA config targets for tplan's targets (q, k, ... down), by
+    config.json model_type; None for a family whose module names tplan does not know."""
+    return (_catalog("models").get("lora_modules") or {}).get(model_type) if model_type else None
 
 
 def complete_shape(shape: dict) -> dict:
@@ -199,8 +222,8 @@ UNSUPPORTED_FAMILIES = {"deepseek_v2": "multi-head latent attention (low-rank q 
 
 
 def shape_from_hf_config(path: str, file: str, where: str) -> dict:
-    """Architecture from a Hugging Face config.json on disk, for the families in HF_FAMILIES;
-    any other family is refused rather than guessed."""
+    """Architecture from a Hugging Face config.json on disk (and its model_type), for the families
+    in HF_FAMILIES; any other family is refused rather than guessed."""
     config = read(path).data
     if not isinstance(config, dict):
         raise InputError(path, "top level", "a JSON object (a Hugging Face config.json)")
@@ -252,7 +275,7 @@ def shape_from_hf_config(path: str, file: str, where: str) -> dict:
                                             f"(e.g. num_hidden_layers, hidden_size, num_attention_heads, "
                                             f"intermediate_size, vocab_size)")
     check_shape(shape, path, "top level")
-    return {key: value for key, value in shape.items() if value is not None}
+    return {key: value for key, value in shape.items() if value is not None} | {"model_type": config.get("model_type")}
 
 
 def _moe_from_hf(family: str, config: dict, shape: dict, number, path: str) -> None:

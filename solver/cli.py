@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +18,13 @@ import click
 from . import catalog as catalogs
 from . import plot
 from .api import check as check_config, plan_goal
-from .emit import check_framework, deepspeed_config, hf_arguments, launch_line
+from . import emit
+from .emit import deepspeed, huggingface, launch as launchers
+from .emit.run import Run
 from .errors import InputError
+from .emit.readback import engine_of
 from .explain import report, trade_off_table
+from .load import STDIN, read
 from .stages import Staged
 from .write import check_targets, write_all
 
@@ -95,59 +100,119 @@ def main():
                    "work limit, so answers do not depend on the machine unless this cuts them short).")
 @click.option("--explain/--no-explain", default=True, show_default=True,
               help="Find binding rules (a plan) or suggestions (no plan); costs extra solves.")
-@click.option("--deepspeed", "deepspeed_out", type=click.Path(), help="Write the plan's DeepSpeed JSON.")
+@click.option("--deepspeed", "deepspeed_out", type=click.Path(),
+              help="Write the plan's DeepSpeed JSON (with --hf-args: \"auto\" where the Trainer fills values in).")
 @click.option("--hf-args", "hf_out", type=click.Path(),
-              help="Write Hugging Face TrainingArguments (+ TRL PEFT keys) JSON.")
-@click.option("--launch", is_flag=True, help="Print the launch line (torchrun or deepspeed).")
+              help="Write the TRL SFT config (Hugging Face TrainingArguments + SFTConfig + ModelConfig keys, what "
+                   "`trl sft --config FILE` reads) as YAML or JSON by its suffix.")
+@click.option("--emit", "targets", multiple=True, metavar="TARGET",
+              help=f"Write the files an engine runs, in OUTPUT/TARGET/ (repeatable or comma-separated): "
+                   f"{', '.join(emit.TARGETS)}. The search keeps to what the engine runs.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for --emit's files.")
+@click.option("--launch", is_flag=True, help="Print the launch line (on stderr with --json).")
 @click.option("--pareto", is_flag=True,
               help="Also list the plans no other beats on time, memory per GPU and cost at once (more solves).")
 @click.option("--plot", "plot_out", type=click.Path(),
               help="Draw those trade-off plans (time, memory, cost; the plan answered marked) as FILE.svg or .png "
                    "(implies --pareto; needs matplotlib: pip install 'tplan[plot]').")
 @RULES_OPTION
-def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, launch, pareto, plot_out, rules):
-    """Find the fastest configuration of GOAL that fits its GPUs and deadline."""
+def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, output, launch, pareto, plot_out,
+          rules):
+    """Find the fastest configuration of GOAL (a file, or - for standard input) that fits its GPUs and deadline."""
     from .search import Budget  # OR-Tools loads only when a goal is solved
 
     budget = Budget(time_limit)  # the whole command, loading included
-    outputs = [path for path in (deepspeed_out, hf_out, plot_out) if path]
+    targets = _targets(targets, output)
+    files_out = [path for path in (deepspeed_out, hf_out, plot_out) if path]
+    engines = targets + (["hf"] if hf_out else ["deepspeed"] if deepspeed_out else [])
     if plot_out:
         plot.check_target(plot_out)
-    planned = plan_goal(goal, _team_packs(rules), budget, explain, pareto=pareto or bool(plot_out),
-                        before_search=lambda problem: (check_targets(outputs, problem.sources),
-                                                       check_framework(problem, deepspeed_out)))
+    narrowed: list[str] = []
+
+    def prepare(problem):
+        check_targets(files_out, problem.sources)
+        narrowed[:] = emit.restrict(problem, list(dict.fromkeys(engines)))
+
+    planned = plan_goal(goal, _team_packs(rules), budget, explain, prepare=prepare, pareto=pareto or bool(plot_out))
     if isinstance(planned, Staged):
-        return _staged(planned, goal, as_json, outputs or launch)
+        return _staged(planned, goal, as_json, files_out or targets or launch)
     problem, plan, choices = planned.problem, planned.plan, planned.gpu_choices
     hints = [repair.text for repair in planned.repairs]
+    written = []
     if plan.assessment is not None:
-        contents = {}
-        if deepspeed_out:
-            contents[deepspeed_out] = _json_text(deepspeed_config(problem, plan.assessment))
-        if hf_out:
-            contents[hf_out] = _json_text(hf_arguments(problem, plan.assessment, deepspeed_out))
+        contents = _single_files(problem, plan.assessment, deepspeed_out, hf_out)
+        if targets:
+            contents.update(emit.files(problem, plan.assessment, targets, output))
+            for path in contents:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
         if plot_out:
             contents[plot_out] = plot.figure(plot_out, planned.pareto, plan.assessment)
+        check_targets(list(contents), problem.sources)
         write_all(contents)
+        written = list(contents)
         if launch:
-            click.echo(launch_line(problem, plan.assessment, deepspeed_out or "ds_config.json"), err=as_json)
+            click.echo(_launch_line(problem, plan.assessment, deepspeed_out), err=as_json)
+    restricted = f"kept to what {', '.join(dict.fromkeys(engines))} run{'s' if len(engines) == 1 else ''}: " \
+                 f"{', '.join(narrowed)}" if narrowed else None
     if as_json:
-        _print_json(planned.answer())
+        answer = planned.answer()
+        if engines:
+            answer["emitted"] = {"targets": list(dict.fromkeys(engines)), "files": written, "restricted": narrowed}
+        _print_json(answer)
     else:
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
                           plan.solve_seconds, choices))
+        if restricted:
+            click.echo(f"Search {restricted}.")
         if planned.pareto is not None:
             click.echo(trade_off_table(planned.pareto, planned.pareto_complete))
         if plan.status == "unknown":
             click.echo(f"No plan found within the search limits (--time-limit {time_limit:g} s, and CP-SAT's "
                        f"deterministic work limit); raise --time-limit or narrow the knobs.")
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
     return 0 if plan.assessment is not None else EXIT_NO
+
+
+def _targets(targets: tuple[str, ...], output: str | None) -> list[str]:
+    """--emit's targets (repeated or comma-separated), each known, with the folder they go to."""
+    names = list(dict.fromkeys(name.strip() for given in targets for name in given.split(",") if name.strip()))
+    for name in names:
+        if name not in emit.TARGETS:
+            raise click.BadParameter(f"{name!r} is not one of {', '.join(emit.TARGETS)}", param_hint="--emit")
+    if names and not output:
+        raise click.UsageError("--emit writes its files under -o/--output DIR; name the folder")
+    if output and not names:
+        raise click.UsageError("-o/--output is the folder for --emit's files; name a target with --emit")
+    return names
+
+
+def _single_files(problem, plan, deepspeed_out: str | None, hf_out: str | None) -> dict:
+    """--deepspeed FILE and --hf-args FILE: one DeepSpeed JSON and one TRL config (naming each other)."""
+    run = Run.of(problem, plan)
+    contents = {}
+    if deepspeed_out:
+        contents[deepspeed_out] = emit.text(".json", deepspeed.config(run, trainer=bool(hf_out)))
+    if hf_out:
+        named = os.path.relpath(deepspeed_out, Path(hf_out).parent) if deepspeed_out else None
+        contents[hf_out] = emit.text(hf_out, huggingface.arguments(run, named))
+    return contents
+
+
+def _launch_line(problem, plan, deepspeed_out: str | None) -> str:
+    """The command that starts the plan: the deepspeed launcher where it uses ZeRO, else torchrun."""
+    run = Run.of(problem, plan)
+    if deepspeed.used(run):
+        words = launchers.deepspeed(run) + ['"${TRAIN_SCRIPT:-train.py}"', "--deepspeed", deepspeed_out or "ds_config.json"]
+    else:
+        words = launchers.torchrun(run) + ['"${TRAIN_SCRIPT:-train.py}"']
+    return launchers.line(words)
 
 
 def _staged(staged: Staged, goal: str, as_json: bool, emits) -> int:
     """A goal with stages: each stage's plan and the totals (configs are written per stage's goal)."""
     if emits:
-        raise InputError(goal, "stages", "--deepspeed, --hf-args and --launch on a goal without stages "
+        raise InputError(goal, "stages", "--deepspeed, --hf-args, --emit and --launch on a goal without stages "
                                          "(solve each stage's goal on its own to write its configs)")
     if as_json:
         _print_json(staged.answer())
@@ -159,13 +224,21 @@ def _staged(staged: Staged, goal: str, as_json: bool, emits) -> int:
 @main.command()
 @click.argument("configs", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON list with one object per config (its file, then the answer's keys).")
+              help="Print a JSON list with one object per config checked (its file, then the answer's keys), "
+                   "whatever the number of files.")
 @click.option("--goal", type=click.Path(),
-              help="Goal/config YAML giving model, data and hardware for DeepSpeed JSON configs.")
+              help="Goal YAML giving the hardware and data (and the model, where a file names none) for "
+                   "engine configs; default: NAME.tplan.yaml beside each.")
+@click.option("--skip-unknown", is_flag=True,
+              help="Skip files that are neither tplan configs nor engine configs, and tplan goals (knob lists): "
+                   "the pre-commit hook passes every YAML, JSON and TOML file.")
 @RULES_OPTION
-def check(configs, as_json, goal, rules):
-    """Check pinned CONFIGS (tplan YAML or DeepSpeed JSON) against every rule; exit 1 on a violation."""
+def check(configs, as_json, goal, skip_unknown, rules):
+    """Check CONFIGS (tplan configs, or DeepSpeed JSON, Trainer/TRL arguments, accelerate, axolotl,
+    torchtitan or torchtune configs; - for standard input) against every rule; exit 1 on a violation."""
     configs = list(dict.fromkeys(_checked_file(path) for path in configs))
+    if skip_unknown:
+        configs = [path for path in configs if _checkable(path, goal)]
     answers = [check_config(path, rules=_team_packs(rules), goal=goal) for path in configs]
     if as_json:
         _print_json([{"file": path, **result.to_dict()} for path, result in zip(configs, answers)])
@@ -179,12 +252,35 @@ def check(configs, as_json, goal, rules):
     return EXIT_NO if failed else 0
 
 
+def _checkable(path: str, goal: str | None) -> bool:
+    """Whether the hook should check a file: an engine's config, or a tplan config (a goal file, the
+    --goal itself and other YAML are not configs)."""
+    if path == STDIN:
+        return True
+    if goal and Path(path).resolve() == Path(goal).resolve():
+        return False
+    try:
+        document = read(path)
+    except InputError:
+        return Path(path).name.endswith(".tplan.yaml")  # a broken tplan config is reported, not skipped
+    if engine_of(document) is not None:
+        return True
+    data = document.data
+    return isinstance(data, dict) and "hardware" in data and "stages" not in data and \
+        not any(isinstance(value, list) for value in (data.get("knobs") or {}).values())
+
+
 def _checked_file(path: str) -> str:
-    """NAME.tplan.yaml beside NAME.json is that DeepSpeed JSON's side file (its model, data and
-    hardware): checked alone it would be a goal with default knobs, so the JSON is checked with it."""
+    """NAME.tplan.yaml beside an engine's NAME.json/.yaml/.toml is that file's side file (its model,
+    data and hardware): checked alone it would be a goal with default knobs, so the engine's file is
+    checked with it."""
     suffix = ".tplan.yaml"
-    if path.endswith(suffix) and Path(path[: -len(suffix)] + ".json").is_file():
-        return path[: -len(suffix)] + ".json"
+    if not path.endswith(suffix):
+        return path
+    for extension in (".json", ".yaml", ".yml", ".toml"):
+        engine_file = path[: -len(suffix)] + extension
+        if Path(engine_file).is_file() and engine_of(read(engine_file)) is not None:
+            return engine_file
     return path
 
 

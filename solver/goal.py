@@ -32,6 +32,7 @@ class Problem:
     gpu_name: str
     lora_targets: tuple = catalog.LORA_TARGETS
     sources: tuple = ()     # every file read to build it (outputs must never overwrite one)
+    document: Document | None = None    # the goal it was read from
 
     def evaluator(self) -> Evaluator:
         return Evaluator(self.rules, {**self.rules.params, **self.inputs}, {**self.rules.tables, **self.input_tables})
@@ -77,7 +78,7 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
                *([knobs_file] if knobs_file else []))
     problem = Problem(document.path, rules, inputs, tables, {}, rules.objectives[objective_name], objective_name,
                       model["model.name"], gpu["name"], tuple(data.get("lora_targets", catalog.LORA_TARGETS)),
-                      sources)
+                      sources, document)
     problem.domains = _domains(document, problem, pinned, knobs or {}, knobs_file)
     return problem
 
@@ -89,12 +90,16 @@ def _model_inputs(document: Document) -> dict:
     if isinstance(spec, str):
         entry = catalog.find_model(spec, document.path, where)
         shape, name, params = entry, entry["id"], None
+        hf_id = spec if "/" in spec else entry.get("hf_id")  # a fine-tuned release loads its own weights
     elif "hf_config" in spec:
         config_path = _existing(document, Path(document.path).parent / spec["hf_config"], ("model", "hf_config"))
         shape = catalog.shape_from_hf_config(str(config_path), document.path, document.where(("model", "hf_config")))
         name, params = spec.get("name", config_path.parent.name or "hf-config"), spec.get("params")
+        hf_id = spec.get("hf_id", str(config_path.parent))
     else:
         shape, name, params = spec, spec.get("name", "custom"), spec.get("params")
+        hf_id = spec.get("hf_id")
+    engine_names = {"model.hf_id": hf_id, "model.model_type": shape.get("model_type")}
     shape = {key: value for key, value in shape.items() if key in catalog.SHAPE_DEFAULTS or key in catalog.SHAPE_REQUIRED}
     catalog.check_shape(shape, document.path, where)
     shape = catalog.complete_shape(shape)
@@ -113,7 +118,7 @@ def _model_inputs(document: Document) -> dict:
     embeddings = shape["hidden"] * (shape["vocab"] * (1 if shape["tied_embeddings"] else 2) + shape["position_embeddings"])
     if config_path is not None:
         inputs["model.hf_config"] = str(config_path)
-    inputs.update({"model.name": name, "model.params": total, "model.active_params": active,
+    inputs.update({**engine_names, "model.name": name, "model.params": total, "model.active_params": active,
                    "model.embedding_params": float(embeddings),
                    "model.lora_params_per_rank": float(catalog.lora_params_per_rank(shape, targets)),
                    "model.largest_layer_params": float(largest),

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,7 @@ STDIN = "-"  # a goal or config read from standard input (YAML or JSON), named <
 
 
 def read(path: str | Path) -> Document:
-    """Load a YAML or JSON file (``-``: standard input); unreadable files, syntax errors and breached
+    """Load a YAML, JSON or TOML file (``-``: standard input); unreadable files, syntax errors and breached
     limits become InputError."""
     if str(path) == STDIN:
         return parse_yaml(_read_stdin(), "<stdin>")  # JSON is YAML
@@ -113,7 +114,20 @@ def read(path: str | Path) -> Document:
         document = Document(str(path), data)
         _check_values(document, data, ())
         return document
+    if path.suffix == ".toml":
+        return _parse_toml(text, str(path))
     return parse_yaml(text, str(path))
+
+
+def _parse_toml(text: str, name: str) -> Document:
+    """A TOML file (torchtitan's job configs); TOML's own grammar bounds what it can hold."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(name, "", f"valid TOML ({error})") from None
+    document = Document(name, data)
+    _check_values(document, data, ())
+    return document
 
 
 def from_data(data: dict, name: str) -> Document:

@@ -51,3 +51,33 @@ def tmp_goal(tmp_path):
     def make(goal: dict, name: str = "goal.yaml") -> Path:
         return write_goal(tmp_path, goal, name)
     return make
+
+
+JUDGES = ROOT / "tests" / "judges"
+
+
+@pytest.fixture(scope="session")
+def judge():
+    """run(script, *args, packages=None) -> the JSON an engine judge prints (tests/judges): the script
+    runs in a subprocess, with tests/judges/requirements-PACKAGES.txt installed once per virtual
+    environment (--no-deps --target, beside sys.prefix) in front of the test environment."""
+    def run(script: str, *args, packages: str | None = None) -> dict:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
+        if packages:
+            env["PYTHONPATH"] = str(_installed(packages))
+        result = subprocess.run([sys.executable, str(JUDGES / script), *map(str, args)], capture_output=True,
+                                text=True, env=env, timeout=300)
+        assert result.returncode == 0, f"{script} refused {args}:\n{result.stderr[-3000:]}"
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    return run
+
+
+def _installed(packages: str) -> Path:
+    requirements = JUDGES / f"requirements-{packages}.txt"
+    target = Path(sys.prefix) / "tplan-judges" / packages
+    marker = target / ".installed"
+    if not marker.is_file() or marker.read_text() != requirements.read_text():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+                        "--target", str(target), "--upgrade", "-r", str(requirements)], check=True)
+        marker.write_text(requirements.read_text())
+    return target

@@ -1,0 +1,128 @@
+"""Emit: a plan as the files each training engine runs, and those files read back for `tplan check`.
+
+One module per engine, each owning its format both ways (files(run) writes, knobs(fields) reads):
+deepspeed (DeepSpeed JSON), huggingface (TrainingArguments / TRL SFT config), accelerate,
+torchtitan, axolotl, and torchtune (read only). A target runs only part of tplan's space (no
+pipeline parallelism in a Hugging Face Trainer, no LoRA in torchtitan): `restrict` narrows a goal to
+it before the search, so the plan written is the best plan the engine can run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import InputError
+from ..evaluate import Assessment
+from ..goal import Problem, changed
+from . import accelerate, axolotl, deepspeed, huggingface, torchtitan
+from .run import Run
+
+NOT_FP8 = ("fp32", "fp16", "bf16", "bf16-pure")
+ONE = (1,)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An engine: the frameworks whose memory it keeps, the knob values it can run, its files."""
+
+    main: str           # the file `tplan check` reads back (NAME.tplan.yaml beside it: what it does not carry)
+    frameworks: tuple
+    runs: object        # knob -> the values this engine can run (other knobs: any), or Problem -> that
+    files: object       # Run -> {file name: text, or a dict/list written as JSON, YAML or TOML by suffix}
+    description: str
+
+
+TARGETS = {
+    "deepspeed": Target("ds_config.json", ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE,
+                                                           "precision": ("fp32", "fp16", "bf16")},
+                        deepspeed.files, "ds_config.json and a deepspeed launch line for your training script"),
+    "hf": Target(huggingface.CONFIG_FILE, ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
+                                  "grad_checkpointing": (False, True)},
+                 huggingface.files, "a TRL SFT config (Hugging Face TrainingArguments) with ds_config.json, "
+                                    "for `trl sft`"),
+    "accelerate": Target(accelerate.CONFIG_FILE, ("deepspeed", "fsdp"), accelerate.runs, accelerate.files, "an accelerate config (DeepSpeed or FSDP, fp8 recipe) with the TRL "
+                                           "SFT config, for `accelerate launch`"),
+    "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files,
+                         "a torchtitan job config (TOML) for tensor, pipeline and context parallelism and fp8"),
+    "axolotl": Target(axolotl.CONFIG_FILE, ("deepspeed", "fsdp"), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
+                                              "grad_checkpointing": (False, True)},
+                      axolotl.files, "an axolotl YAML (with ds_config.json under DeepSpeed) for fine-tunes"),
+}
+
+
+def restrict(problem: Problem, names: list[str]) -> list[str]:
+    """Narrow ``problem``'s knob domains to what every named target runs; the notes say what was
+    narrowed. A goal that needs what a target cannot run is bad input naming the knob."""
+    notes = []
+    for name in names:
+        target = TARGETS[name]
+        framework = problem.inputs["framework"]
+        if framework not in target.frameworks:
+            raise InputError(problem.file, "framework", f"framework {' or '.join(target.frameworks)} for "
+                             f"--emit {name} (this goal plans {framework}'s memory, sharding and rules)")
+        runs = target.runs(problem) if callable(target.runs) else target.runs
+        for knob, runnable in runs.items():
+            domain = problem.domains[knob]
+            kept = tuple(value for value in domain if value in runnable)
+            if not kept:
+                raise InputError(problem.file, f"knobs.{knob}", f"a value {name} runs "
+                                 f"({', '.join(map(str, runnable))}) for --emit {name}, not only "
+                                 f"{', '.join(map(str, domain))}")
+            if kept != domain:
+                notes.append(f"{knob} {'/'.join(map(str, kept))}")
+                problem.domains[knob] = kept
+    return notes
+
+
+def files(problem: Problem, plan: Assessment, names: list[str], folder: str) -> dict[str, str]:
+    """{path: text} of every named target's files, each target in its own folder under ``folder``,
+    with the side file NAME.tplan.yaml beside its main file."""
+    run = Run.of(problem, plan)
+    written = {}
+    for name in names:
+        target, place = TARGETS[name], Path(folder) / name
+        contents = {**target.files(run), side_name(target.main): side_file(run, place)}
+        written.update({str(place / file_name): text(file_name, content) for file_name, content in contents.items()})
+    return written
+
+
+def side_name(main: str) -> str:
+    return str(Path(main).with_suffix(".tplan.yaml"))
+
+
+def side_file(run: Run, place: Path) -> str:
+    """What an engine's files do not carry (model, data, hardware, the framework; the GPU count a
+    Trainer's arguments leave to the launcher), as a tplan config: `tplan check` reads it beside them.
+    Paths in the goal are rewritten relative to ``place``."""
+    problem = run.problem
+    data = changed(problem.document, problem.inputs["gpu.id"], {}).data
+    goal_folder = Path(problem.document.path).parent
+    data = {key: value for key, value in data.items() if key not in ("objective", "stages")}
+    if isinstance(data["model"], dict) and "hf_config" in data["model"]:
+        data["model"] = {**data["model"], "hf_config": _moved(goal_folder / data["model"]["hf_config"], place)}
+    if data.get("rules"):
+        data["rules"] = [_moved(goal_folder / pack, place) for pack in data["rules"]]
+    data["knobs"] = {knob: run.config[knob] for knob in problem.rules.knobs}
+    return ("# Written by tplan: the model, data and hardware the engine's files beside this one do not\n"
+            "# carry, and the plan's knobs; `tplan check` reads it with them (their values win).\n"
+            + yaml.safe_dump(data, sort_keys=False))
+
+
+def _moved(path: Path, place: Path) -> str:
+    return os.path.relpath(path.resolve(), place.resolve())
+
+
+def text(file_name: str, content) -> str:
+    """A file's text: strings as they are, data as JSON, YAML or TOML by the file's suffix."""
+    if isinstance(content, str):
+        return content
+    if file_name.endswith(".json"):
+        return json.dumps(content, indent=2) + "\n"
+    if file_name.endswith(".toml"):
+        return torchtitan.toml(content)
+    return yaml.safe_dump(content, sort_keys=False)

@@ -1,0 +1,111 @@
+"""Hugging Face: the TRL SFT config of a plan (TrainingArguments, SFTConfig and ModelConfig keys in
+one file, what `trl sft --config FILE` reads), with its DeepSpeed JSON; and such a file read back."""
+
+from __future__ import annotations
+
+from . import deepspeed, launch
+from .fields import Fields
+from .run import Run
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "paged-adamw": "paged_adamw_32bit",
+              "paged-adamw-8bit": "paged_adamw_8bit", "sgd": "sgd", "lion": "lion_32bit",
+              "adafactor": "adafactor"}                                  # TrainingArguments.optim values
+OPTIMIZERS_READ = {**{name: knob for knob, name in OPTIMIZERS.items()}, "adamw_torch_fused": "adamw",
+                   "adamw_hf": "adamw", "adamw_apex_fused": "adamw", "adamw_8bit": "adamw-8bit",
+                   "paged_adamw_8bit": "paged-adamw-8bit", "lion_8bit": "lion", "paged_lion_32bit": "lion",
+                   "adamw_torch_4bit": "adamw-8bit", "sgd": "sgd"}
+DS_FILE = "ds_config.json"
+DATASET = '"${DATASET:?set DATASET to the Hugging Face dataset id to train on}"'
+CONFIG_FILE = "sft_config.yaml"
+
+
+def arguments(run: Run, deepspeed_file: str | None = DS_FILE) -> dict:
+    """The keys `trl sft --config` reads, valid under transformers 4.x and 5.x: batch, schedule,
+    precision (the dtype the model loads in: bf16-pure loads bfloat16 weights, whose optimizer
+    states are then bfloat16 too), checkpointing, optimizer, context, LoRA and quantisation."""
+    result = {"model_name_or_path": run.model_id("hf"),
+              "dtype": "bfloat16" if run["precision"] == "bf16-pure" else "float32",
+              "per_device_train_batch_size": run["micro_batch"],
+              "gradient_accumulation_steps": run["grad_accum"],
+              "max_steps": run.steps, "learning_rate": run.learning_rate, "lr_scheduler_type": "constant_with_warmup",
+              "warmup_steps": run.warmup_steps, "max_grad_norm": run.clipping,
+              "weight_decay": run.weight_decay,
+              "bf16": run["precision"] in ("bf16", "bf16-pure"), "fp16": run["precision"] == "fp16",
+              "gradient_checkpointing": run["grad_checkpointing"] is True,
+              "optim": OPTIMIZERS[run["optimizer"]],
+              "max_length": run["context"], "packing": True,
+              "use_peft": run.lora}
+    if run.lora:
+        result.update(lora_r=run["lora_rank"], lora_alpha=2 * run["lora_rank"],
+                      lora_target_modules=run.lora_modules("hf"))
+    if run["quantization"] != "none":
+        result.update(load_in_4bit=run["quantization"] == "nf4", load_in_8bit=run["quantization"] == "int8")
+        if run["quantization"] == "nf4":
+            result.update(bnb_4bit_quant_type="nf4", use_bnb_nested_quant=False)
+    if deepspeed_file and deepspeed.used(run):
+        result["deepspeed"] = deepspeed_file
+    result.update(output_dir="output", report_to="none")
+    return result
+
+
+def files(run: Run) -> dict:
+    """sft_config.yaml, ds_config.json (with "auto" where the Trainer fills values in) when the plan
+    uses ZeRO or offload, and launch.sh."""
+    written = {CONFIG_FILE: arguments(run)}
+    if deepspeed.used(run):
+        written[DS_FILE] = deepspeed.config(run, trainer=True)
+    command = launch.torchrun(run) + ["-m", "trl.scripts.sft", "--config", f"$HERE/{CONFIG_FILE}",
+                                      "--dataset_name", DATASET]
+    return {**written, "launch.sh": launch.script(run, command, cd=True)}
+
+
+def is_arguments(data: dict) -> bool:
+    """Whether a mapping looks like TrainingArguments (or a TRL config built on them)."""
+    return "per_device_train_batch_size" in data or "gradient_accumulation_steps" in data and "optim" in data
+
+
+def knobs(fields: Fields) -> tuple[dict, dict]:
+    """(knobs, goal settings) TrainingArguments / SFTConfig / ModelConfig keys pin: the model where
+    they name one."""
+    fields.unknown((), KNOWN, IGNORED)
+    found = {"micro_batch": fields.integer(("per_device_train_batch_size",), default=8),  # Trainer's default
+             "grad_accum": fields.integer(("gradient_accumulation_steps",), default=1),
+             "grad_checkpointing": fields.flag(("gradient_checkpointing",)),
+             "optimizer": fields.choice(("optim",), OPTIMIZERS_READ, "adamw")}
+    dtype = fields.text(("dtype",)) or fields.text(("torch_dtype",)) \
+        or fields.text(("model_init_kwargs", "dtype")) or fields.text(("model_init_kwargs", "torch_dtype"))
+    if fields.raw(("fsdp",)) not in (None, "", False, []):
+        raise fields.error(("fsdp",), "no FSDP in TrainingArguments (tplan reads FSDP from an accelerate "
+                                      "config: check that file, with these arguments beside it)")
+    bf16 = fields.flag(("bf16",))
+    found["precision"] = ("bf16-pure" if bf16 and dtype in ("bfloat16", "bf16") else "bf16" if bf16
+                          else "fp16" if fields.flag(("fp16",)) else "fp32")
+    for key in ("max_length", "max_seq_length"):
+        if fields.has((key,)):
+            found["context"] = fields.integer((key,))
+    found["lora_rank"] = fields.integer(("lora_r",), default=16) if fields.flag(("use_peft",)) else 0  # ModelConfig's r
+    found["quantization"] = ("nf4" if fields.flag(("load_in_4bit",)) else
+                             "int8" if fields.flag(("load_in_8bit",)) else "none")
+    model = fields.text(("model_name_or_path",))
+    return found, {"model": model} if model else {}
+
+
+KNOWN = {"per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "optim", "dtype",
+         "torch_dtype", "model_init_kwargs", "bf16", "fp16", "max_length", "max_seq_length", "use_peft", "lora_r",
+         "load_in_4bit", "load_in_8bit", "model_name_or_path", "deepspeed", "lora_alpha", "lora_target_modules",
+         "lora_dropout", "bnb_4bit_quant_type", "use_bnb_nested_quant", "lora_task_type", "lora_modules_to_save",
+         "use_rslora", "use_dora", "trust_remote_code", "attn_implementation", "model_revision", "tf32",
+         "gradient_checkpointing_kwargs", "packing", "padding_free", "completion_only_loss", "assistant_only_loss",
+         "bf16_full_eval", "fp16_full_eval", "torch_compile", "torch_compile_backend", "torch_compile_mode",
+         "use_liger_kernel", "per_device_eval_batch_size", "group_by_length", "remove_unused_columns", "fsdp",
+         "fsdp_config"}
+IGNORED = ("logging", "save", "eval", "hub", "push_to_hub", "report_to", "output_dir", "overwrite_output_dir",
+           "run_name", "seed", "data_seed", "dataloader", "dataset", "num_train_epochs", "max_steps", "lr_scheduler",
+           "warmup", "learning_rate", "weight_decay", "adam_", "max_grad_norm", "label", "do_", "resume",
+           "load_best", "metric_for_best", "greater_is_better", "prediction_loss_only", "include_", "disable_tqdm",
+           "ddp_", "local_rank", "log_", "optim_args", "optim_target_modules", "chat_template", "eos_token",
+           "pad_token", "pad_to_multiple_of", "shuffle", "average_tokens_across_devices", "skip_memory_metrics",
+           "accelerator_config", "ignore_data_skip", "full_determinism", "use_cpu", "restore_callback",
+           "neftune", "activation_offloading", "model_name", "model_init", "label_names", "length_column",
+           "auto_find_batch_size", "batch_eval", "jit_mode_eval", "past_index", "torch_empty_cache_steps",
+           "project", "trackio", "use_legacy_prediction_loop", "split_batches", "tpu_", "debug")

@@ -1,0 +1,128 @@
+"""Read the files an engine runs back into a tplan config: which engine wrote a file, the knobs and
+settings it and its companions pin (a DeepSpeed JSON and the Trainer arguments naming it, an
+accelerate config and the arguments beside it), and the goal that supplies the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..load import Document, read
+from . import accelerate, axolotl, deepspeed, huggingface, torchtitan, torchtune
+from .fields import Fields
+
+ENGINES = ("deepspeed", "hf", "accelerate", "axolotl", "torchtitan", "torchtune")
+
+
+def engine_of(document: Document) -> str | None:
+    """The engine whose config this is, or None for a tplan goal or config."""
+    data = document.data
+    if document.path.endswith(".toml"):
+        return "torchtitan"
+    if not isinstance(data, dict) or "hardware" in data or "knobs" in data:
+        return None
+    if torchtune.is_recipe(data):
+        return "torchtune"
+    if "base_model" in data:
+        return "axolotl"
+    if "distributed_type" in data or "compute_environment" in data:
+        return "accelerate"
+    if {"train_micro_batch_size_per_gpu", "train_batch_size", "zero_optimization"} & set(data):
+        return "deepspeed"
+    if huggingface.is_arguments(data):
+        return "hf"
+    return None
+
+
+def reading(document: Document, engine: str) -> tuple[dict, dict, list[str]]:
+    """(knobs, goal settings, the other files of the run read) of an engine's config and its companions."""
+    if engine == "deepspeed":
+        arguments = _naming(document)
+        if arguments is not None:  # the Trainer arguments that name this JSON own its "auto" values
+            knobs, settings, companions = reading(arguments, engine_of(arguments))
+            return knobs, settings, [arguments.path, *companions]
+        return deepspeed.knobs(Fields(document)), {"framework": "deepspeed"}, []
+    if engine in ("hf", "axolotl"):
+        module = huggingface if engine == "hf" else axolotl
+        fields = Fields(document)
+        knobs, settings = module.knobs(fields)
+        companions = []
+        if fields.text(("deepspeed",)):
+            companion = _companion(document, fields, ("deepspeed",))
+            knobs = _merged(deepspeed.knobs(Fields(companion, deepspeed.auto_values(knobs))), knobs)
+            settings["framework"], companions = "deepspeed", [companion.path]
+        return knobs, settings, companions
+    if engine == "accelerate":
+        fields = Fields(document)
+        knobs, settings = accelerate.knobs(fields)
+        beside = _arguments_beside(document)
+        arguments, argument_settings = huggingface.knobs(Fields(beside)) if beside else ({}, {})
+        layers, companions = [arguments, knobs], [beside.path] if beside else []
+        if fields.text(("deepspeed_config", "deepspeed_config_file")):
+            companion = _companion(document, fields, ("deepspeed_config", "deepspeed_config_file"))
+            layers.insert(1, deepspeed.knobs(Fields(companion, deepspeed.auto_values(arguments))))
+            companions.append(companion.path)
+        return _merged(*layers), {**argument_settings, **settings}, companions
+    module = torchtitan if engine == "torchtitan" else torchtune
+    knobs, settings = module.knobs(Fields(document))
+    return knobs, settings, []
+
+
+def _merged(*layers: dict) -> dict:
+    """Knobs read from several files of one run, later files winning; bf16 weights (bf16-pure, what
+    the Trainer arguments load) stay pure under a launcher's plain bf16."""
+    merged = {}
+    for layer in layers:
+        pure = merged.get("precision") == "bf16-pure" and layer.get("precision") == "bf16"
+        merged.update(layer)
+        if pure:
+            merged["precision"] = "bf16-pure"
+    return merged
+
+
+def _companion(document: Document, fields: Fields, key_path: tuple) -> Document:
+    """The file a config names (relative to its folder, as the launch scripts tplan writes run there)."""
+    path = Path(document.path).parent / fields.text(key_path)
+    if not path.is_file():
+        raise fields.error(key_path, f"a file that exists ({path} does not)")
+    return read(path)
+
+
+def _siblings(document: Document):
+    folder = Path(document.path).parent
+    for path in sorted(folder.iterdir()) if document.path != "<stdin>" else ():
+        if path.suffix in (".json", ".yaml", ".yml") and path.is_file() and str(path) != document.path:
+            try:
+                yield read(path)
+            except InputError:
+                continue
+
+
+def _naming(document: Document) -> Document | None:
+    """Trainer arguments or an axolotl config beside a DeepSpeed JSON that name it."""
+    own = Path(document.path).resolve()
+    for sibling in _siblings(document):
+        data = sibling.data
+        if isinstance(data, dict) and engine_of(sibling) in ("hf", "axolotl") and isinstance(data.get("deepspeed"), str) \
+                and (Path(sibling.path).parent / data["deepspeed"]).resolve() == own:
+            return sibling
+    return None
+
+
+def _arguments_beside(document: Document) -> Document | None:
+    """The one Trainer arguments file beside an accelerate config (the pair tplan writes)."""
+    found = [sibling for sibling in _siblings(document) if engine_of(sibling) == "hf"]
+    return found[0] if len(found) == 1 else None
+
+
+def implied_gpus(knobs: dict, goal_knobs: dict) -> dict:
+    """A data-parallel degree read from a file, as the GPUs it takes with the other degrees."""
+    knobs = {name: value for name, value in knobs.items() if value is not None}
+    dp = knobs.pop("dp", None)
+    if dp is not None and "gpus" not in knobs:
+        degrees = 1
+        for name in ("tp", "pp", "cp"):
+            value = knobs.get(name, goal_knobs.get(name, 1))
+            degrees *= value if isinstance(value, int) else 1
+        knobs["gpus"] = dp * degrees
+    return knobs

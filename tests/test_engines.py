@@ -1,0 +1,176 @@
+"""The files tplan writes for each engine, loaded by that engine's own code (tests/judges): the
+Trainer with DeepSpeed under transformers 4.x and 5.x, `trl sft`, `accelerate launch`, axolotl's
+schema, torchtitan's config manager and DeepSpeed's parser - and what they understood is the plan."""
+
+from __future__ import annotations
+
+import json
+
+import deepspeed.comm
+import pytest
+from deepspeed.runtime.config import DeepSpeedConfig
+
+from conftest import ROOT, run_cli, run_json
+
+HF_CONFIGS = ROOT / "tests" / "data" / "hf_configs"
+FULL = {"model": "llama-3.2-1b", "task": "finetune", "data": {"tokens": 5e8},
+        "hardware": {"gpu": "a100-40gb", "gpus_per_node": 4},
+        "knobs": {"precision": "bf16", "context": 2048, "lora_rank": 0, "zero_stage": [2, 3],
+                  "offload": ["none", "optimizer"], "gpus": 4, "tp": 1, "pp": 1,
+                  "grad_checkpointing": True, "micro_batch": [1, 2, 4], "grad_accum": [1, 4]}}
+QLORA = {"model": "microsoft/Phi-3-mini-4k-instruct", "task": "finetune", "data": {"tokens": 2e7},
+         "hardware": {"gpu": "rtx-4090"},
+         "knobs": {"quantization": "nf4", "lora_rank": 16, "optimizer": "paged-adamw-8bit", "context": 2048,
+                   "precision": "bf16"}}
+LORA_GPT2 = {"model": "gpt2", "task": "finetune", "data": {"tokens": 2e7}, "hardware": {"gpu": "a10"},
+             "knobs": {"lora_rank": 8, "quantization": "none", "context": 1024}}
+FSDP_FP8 = {"model": "llama-3.1-8b", "task": "pretrain", "framework": "fsdp", "data": {"tokens": 2e9},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8},
+            "knobs": {"precision": "fp8", "context": 4096, "zero_stage": 3, "offload": "none"}}
+PIPELINED = {"model": "llama-3.1-8b", "task": "pretrain", "framework": "fsdp", "compile": True,
+             "data": {"tokens": 2e10}, "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 2},
+             "knobs": {"precision": "fp8", "context": 8192, "tp": 2, "pp": 2, "vp": 2, "zero_stage": 2,
+                       "offload": "none", "grad_checkpointing": "selective", "micro_batch": [1, 2]}}
+
+
+def emitted(tmp_goal, tmp_path, goal: dict, target: str) -> tuple[dict, object]:
+    """The plan `solve --emit TARGET` answers and the folder of its files."""
+    code, plan = run_json("solve", tmp_goal(goal), "--emit", target, "-o", tmp_path / "out", "--no-explain")
+    assert code == 0, plan
+    assert plan["emitted"]["targets"] == [target]
+    return plan["config"], tmp_path / "out" / target
+
+
+@pytest.mark.parametrize("transformers", ["4", "5"])
+@pytest.mark.parametrize("goal", ["full", "qlora", "lora-gpt2"])
+def test_the_trainer_loads_the_trl_config_and_its_deepspeed_json_together(tmp_goal, tmp_path, judge, goal,
+                                                                         transformers):
+    goal, architecture = {"full": (FULL, "llama-3.1-8b"), "qlora": (QLORA, "phi-3-mini"),
+                          "lora-gpt2": (LORA_GPT2, "gpt2")}[goal]
+    config, folder = emitted(tmp_goal, tmp_path, goal, "hf")
+    seen = judge("hf_trainer.py", folder / "sft_config.yaml", HF_CONFIGS / f"{architecture}.json",
+                 packages="transformers5" if transformers == "5" else None)
+    assert seen["transformers"].startswith(transformers)
+    assert (seen["micro_batch"], seen["grad_accum"], seen["max_length"]) == \
+        (config["micro_batch"], config["grad_accum"], config["context"])
+    assert seen["bf16"] == (config["precision"] in ("bf16", "bf16-pure")) and seen["fp16"] == (config["precision"] == "fp16")
+    assert seen["gradient_checkpointing"] == (config["grad_checkpointing"] is True)
+    assert (seen["lora_r"] if seen["use_peft"] else 0) == config["lora_rank"]
+    assert seen["load_in_4bit"] == (config["quantization"] == "nf4")
+    if config["zero_stage"] or config["offload"] != "none":
+        ds = seen["deepspeed"]
+        assert (ds["zero_stage"], ds["micro_batch"], ds["grad_accum"]) == \
+            (config["zero_stage"], config["micro_batch"], config["grad_accum"])
+        assert ds["offload_optimizer"] == (config["offload"] != "none") and ds["bf16"] == seen["bf16"]
+    if config["lora_rank"]:
+        assert seen["lora_params"] > 0
+
+
+def test_lora_targets_are_the_architectures_own_modules(tmp_goal, tmp_path, judge):
+    """Phi-3 fuses q, k, v and gate, up: its adapters sit on qkv_proj and gate_up_proj (trained whole),
+    not on q_proj ... down_proj, which it does not have."""
+    config, folder = emitted(tmp_goal, tmp_path, {**QLORA, "knobs": {**QLORA["knobs"], "lora_rank": 8}}, "hf")
+    seen = judge("hf_trainer.py", folder / "sft_config.yaml", HF_CONFIGS / "phi-3-mini.json")
+    layers, hidden, ffn = 32, 3072, 8192  # phi-3-mini config.json
+    per_layer = (hidden + 3 * hidden) + (hidden + hidden) + (hidden + 2 * ffn) + (ffn + hidden)
+    assert seen["lora_params"] == 8 * layers * per_layer
+
+
+@pytest.mark.parametrize("goal", ["fsdp-fp8", "zero3-offload"])
+def test_accelerate_launch_loads_the_accelerate_config(tmp_goal, tmp_path, judge, goal):
+    goal = FSDP_FP8 if goal == "fsdp-fp8" else {**FULL, "knobs": {**FULL["knobs"], "zero_stage": 3,
+                                                                   "offload": "full", "micro_batch": 4}}
+    config, folder = emitted(tmp_goal, tmp_path, goal, "accelerate")
+    seen = judge("accelerate_config.py", folder / "accelerate.yaml")
+    assert seen["num_processes"] == config["gpus"] and seen["num_machines"] == config["nodes"]
+    if goal is FSDP_FP8:
+        assert seen["distributed_type"] == "FSDP" and seen["mixed_precision"] == "fp8"
+        assert seen["fsdp"]["version"] == 2 and seen["fsdp"]["reshard_after_forward"] is True
+        assert seen["fp8_backend"] == "TE" and seen["fp8_format"] == "HYBRID"
+    else:
+        assert seen["distributed_type"] == "DEEPSPEED" and seen["deepspeed"]["zero_stage"] == 3
+    trainer = judge("hf_trainer.py", folder / "sft_config.yaml")
+    assert (trainer["micro_batch"], trainer["grad_accum"]) == (config["micro_batch"], config["grad_accum"])
+
+
+@pytest.mark.parametrize("goal", ["qlora", "fsdp"])
+def test_axolotl_schema_accepts_the_axolotl_config(tmp_goal, tmp_path, judge, goal):
+    goal = QLORA if goal == "qlora" else {**FULL, "framework": "fsdp", "knobs": {**FULL["knobs"], "offload": "none"}}
+    config, folder = emitted(tmp_goal, tmp_path, goal, "axolotl")
+    seen = judge("axolotl_config.py", folder / "axolotl.yaml", packages="axolotl")
+    assert (seen["micro_batch_size"], seen["gradient_accumulation_steps"], seen["sequence_len"]) == \
+        (config["micro_batch"], config["grad_accum"], config["context"])
+    assert seen["adapter"] == ("qlora" if config["quantization"] == "nf4" else "lora" if config["lora_rank"] else None)
+    if goal is QLORA:
+        assert seen["lora_target_modules"] == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+        assert seen["optimizer"] == "paged_adamw_8bit" and seen["load_in_4bit"] is True
+    else:
+        assert str(seen["fsdp_version"]) == "2" and not seen["deepspeed"]
+
+
+def test_torchtitan_loads_the_job_config_of_a_pipelined_fp8_plan(tmp_goal, tmp_path, judge):
+    config, folder = emitted(tmp_goal, tmp_path, PIPELINED, "torchtitan")
+    seen = judge("torchtitan_config.py", folder / "job.toml", packages="torchtitan")
+    assert seen["model"] == ["llama3", "8B"] and "quantize.linear.float8" in seen["converters"]
+    assert seen["degrees"] == [1, config["dp"], 2, 1, 2]
+    assert seen["schedule"] == "Interleaved1F1B" and seen["microbatch"] == config["micro_batch"]
+    assert seen["global_batch_size"] == config["micro_batch"] * config["grad_accum"] * config["dp"]
+    assert seen["local_batch_size"] == config["micro_batch"] * config["grad_accum"]  # the pipeline's micro-batches
+    assert (seen["seq_len"], seen["checkpointing"], seen["reshard"], seen["compile"]) == (8192, "selective", "never", True)
+    launch = (folder / "launch.sh").read_text()
+    assert "--nnodes 2" in launch and '"$MASTER_ADDR:29500"' in launch and '"$HERE/job.toml"' in launch
+
+
+def test_deepspeed_parses_the_standalone_json_and_it_equals_the_plan(tmp_goal, tmp_path, monkeypatch):
+    config, folder = emitted(tmp_goal, tmp_path, FULL, "deepspeed")
+    monkeypatch.setattr(deepspeed.comm, "get_rank", lambda *args, **kwargs: 0)
+
+    class DataParallel:
+        def get_data_parallel_world_size(self):
+            return config["dp"]
+
+    parsed = DeepSpeedConfig(json.loads((folder / "ds_config.json").read_text()), mpu=DataParallel())
+    assert parsed.train_batch_size == config["micro_batch"] * config["grad_accum"] * config["dp"]
+    assert (parsed.train_micro_batch_size_per_gpu, parsed.gradient_accumulation_steps, parsed.zero_optimization_stage) \
+        == (config["micro_batch"], config["grad_accum"], config["zero_stage"])
+    assert parsed.bfloat16_config.enabled
+    offloaded = parsed.zero_config.offload_optimizer is not None and \
+        str(parsed.zero_config.offload_optimizer.device).endswith("cpu")
+    assert offloaded == (config["offload"] != "none")
+
+
+def test_a_target_keeps_the_search_to_what_its_engine_runs(tmp_goal, tmp_path):
+    """fp8 and tensor parallelism are searched, but a Trainer with DeepSpeed runs neither: the plan
+    written is the best it can run, and the answer says what was narrowed."""
+    goal = {**FSDP_FP8, "framework": "deepspeed", "knobs": {"precision": ["fp8", "bf16"], "tp": [1, 2], "context": 4096}}
+    code, plan = run_json("solve", tmp_goal(goal), "--emit", "hf", "-o", tmp_path / "out", "--no-explain")
+    assert code == 0 and plan["config"]["precision"] == "bf16" and plan["config"]["tp"] == 1
+    assert "precision bf16" in plan["emitted"]["restricted"] and "tp 1" in plan["emitted"]["restricted"]
+    refused = run_cli("solve", tmp_goal({**goal, "knobs": {"precision": "fp8"}}), "--emit", "hf", "-o", tmp_path / "o2")
+    assert refused.returncode == 2 and "knobs.precision" in refused.stderr and "fp8" in refused.stderr
+    wrong_framework = run_cli("solve", tmp_goal(FSDP_FP8), "--deepspeed", tmp_path / "ds.json")
+    assert wrong_framework.returncode == 2 and "framework deepspeed" in wrong_framework.stderr
+
+
+def test_several_nodes_get_a_hostfile_and_quoted_paths(tmp_goal, tmp_path):
+    goal = {**FULL, "hardware": {"gpu": "a100-40gb", "gpus_per_node": 4, "nodes": 2},
+            "knobs": {**FULL["knobs"], "gpus": 8}}
+    config, folder = emitted(tmp_goal, tmp_path, goal, "deepspeed")
+    assert config["nodes"] == 2
+    assert (folder / "hostfile").read_text().count("slots=4") == 2
+    launch = (folder / "launch.sh").read_text()
+    assert '--hostfile "$HERE/hostfile" --num_nodes 2 --num_gpus 4' in launch
+    assert '--deepspeed "$HERE/ds_config.json"' in launch
+
+
+def test_launch_line_uses_the_deepspeed_launcher_for_zero(tmp_goal):
+    result = run_cli("solve", tmp_goal(FULL), "--launch")
+    assert result.returncode == 0
+    assert 'deepspeed --num_gpus 4 "${TRAIN_SCRIPT:-train.py}" --deepspeed ds_config.json' in result.stdout
+
+
+def test_json_alone_on_stdout_when_files_are_written(tmp_goal, tmp_path):
+    result = run_cli("solve", tmp_goal(FULL), "--emit", "hf,deepspeed", "-o", tmp_path / "out", "--json", "--launch")
+    assert result.returncode == 0
+    answer = json.loads(result.stdout)  # nothing else on stdout
+    assert len(answer["emitted"]["files"]) >= 6 and "wrote" in result.stderr and "deepspeed " in result.stderr
