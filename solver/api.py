@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .emit.readback import engine_of, implied_gpus, reading
+from .emit.readback import engine_of, implied_gpus, naming, reading
 from .errors import InputError
 from .explain import answer, config_json, estimate
 from .catalog import find_model
@@ -172,18 +172,33 @@ def config_problem(config, goal, rules: tuple) -> Problem:
     engine = engine_of(document)
     if engine is None:
         return load_problem(document, pinned=True, extra_rules=tuple(rules))
-    knobs, settings, companions = reading(document, engine)
-    sides = [Path(path).with_suffix(".tplan.yaml") for path in (document.path, *companions)]
-    side = next((side for side in sides if side.is_file()), sides[0])
-    base = goal if goal is not None else (str(side) if side.is_file() else None)
+    side = Path(document.path).with_suffix(".tplan.yaml")
+    base = goal if goal is not None else _side_file(document)
     if base is None:
         raise InputError(document.path, "", f"--goal GOAL.yaml or {side.name} beside it, naming the hardware and "
                                             f"data (and the model, where the file names none) that a {engine} "
                                             f"config does not carry")
     base = _source(base)
-    base = with_settings(base if isinstance(base, Document) else read(base), settings, document)
+    base = base if isinstance(base, Document) else read(base)
+    knobs, settings, _ = reading(document, engine, _single_values(base))
+    base = with_settings(base, settings, document)
     return load_problem(base, pinned=True, extra_rules=tuple(rules),
                         knobs=implied_gpus(knobs, base.data.get("knobs") or {}), knobs_file=document.path)
+
+
+def _side_file(document: Document) -> str | None:
+    """NAME.tplan.yaml beside an engine's file, or beside the Trainer arguments that name a DeepSpeed JSON."""
+    for path in (document.path, *(named.path for named in [naming(document)] if named is not None)):
+        side = Path(path).with_suffix(".tplan.yaml")
+        if side.is_file():
+            return str(side)
+    return None
+
+
+def _single_values(goal: Document) -> dict:
+    knobs = goal.data.get("knobs") if isinstance(goal.data, dict) else None
+    return {name: value for name, value in (knobs or {}).items() if not isinstance(value, list)} \
+        if isinstance(knobs, dict) else {}
 
 
 def with_settings(goal: Document, settings: dict, engine_file: Document) -> Document:

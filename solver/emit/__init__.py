@@ -63,15 +63,15 @@ def restrict(problem: Problem, names: list[str]) -> list[str]:
         target = TARGETS[name]
         framework = problem.inputs["framework"]
         if framework not in target.frameworks:
-            raise InputError(problem.file, "framework", f"framework {' or '.join(target.frameworks)} for "
-                             f"--emit {name} (this goal plans {framework}'s memory, sharding and rules)")
+            raise InputError(problem.file, "framework", f"framework {' or '.join(target.frameworks)} to write "
+                             f"{name}'s files (this goal plans {framework}'s memory, sharding and rules)")
         runs = target.runs(problem) if callable(target.runs) else target.runs
         for knob, runnable in runs.items():
             domain = problem.domains[knob]
             kept = tuple(value for value in domain if value in runnable)
             if not kept:
                 raise InputError(problem.file, f"knobs.{knob}", f"a value {name} runs "
-                                 f"({', '.join(map(str, runnable))}) for --emit {name}, not only "
+                                 f"({', '.join(map(str, runnable))}) to write {name}'s files, not only "
                                  f"{', '.join(map(str, domain))}")
             if kept != domain:
                 notes.append(f"{knob} {'/'.join(map(str, kept))}")

@@ -92,7 +92,7 @@ def knobs(fields: Fields) -> dict:
     found = {}
     micro = fields.integer(("train_micro_batch_size_per_gpu",))
     accum = fields.integer(("gradient_accumulation_steps",), default=1)
-    batch = fields.integer(("train_batch_size",))
+    batch = None if fields.section(()).get("train_batch_size") == "auto" else fields.integer(("train_batch_size",))
     if micro is not None:
         found.update(micro_batch=micro, grad_accum=accum)
         if batch is not None:
@@ -119,11 +119,13 @@ def offload_of(devices: dict) -> str:
 
 
 def auto_values(knobs: dict) -> dict:
-    """What the Trainer writes over a DeepSpeed JSON's "auto" values, from the knobs of its arguments."""
+    """What the Trainer writes over a DeepSpeed JSON's "auto" values, from the knobs of its arguments
+    (or the goal's one value of each)."""
+    precision = knobs.get("precision")
     return {("train_micro_batch_size_per_gpu",): knobs.get("micro_batch"),
             ("gradient_accumulation_steps",): knobs.get("grad_accum"),
-            ("bf16", "enabled"): knobs.get("precision") in ("bf16", "bf16-pure"),
-            ("fp16", "enabled"): knobs.get("precision") == "fp16"}
+            ("bf16", "enabled"): None if precision is None else precision in ("bf16", "bf16-pure"),
+            ("fp16", "enabled"): None if precision is None else precision == "fp16"}
 
 
 KNOWN = {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping",

@@ -1,8 +1,8 @@
 """Typed reads of an engine's config file: each value checked, each error naming the file and key.
 
 Values an engine leaves to another ("auto" in a DeepSpeed JSON that the Hugging Face Trainer fills
-in) are looked up in ``resolved`` (what the files beside it say), else read as absent: the goal
-then gives them.
+in) are looked up in ``resolved`` (what the files beside it, or the goal, say), else refused; a
+file read without ``resolved`` keeps "auto" as a value of its own (axolotl's `bf16: auto`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class Fields:
     """One config file's values by key path (a tuple of keys), checked as they are read."""
 
     def __init__(self, document: Document, resolved: dict | None = None):
-        self.document, self.resolved = document, resolved or {}
+        self.document, self.resolved = document, resolved
         if not isinstance(document.data, dict):
             raise InputError(document.path, "top level", "a mapping of settings")
 
@@ -40,8 +40,11 @@ class Fields:
 
     def raw(self, key_path: tuple, default=None):
         value = self.section(key_path[:-1]).get(key_path[-1])
-        if value == "auto":
+        if value == "auto" and self.resolved is not None:
             value = self.resolved.get(key_path)
+            if value is None:
+                raise self.error(key_path, "a value, not \"auto\" (the Trainer fills it in from its arguments: no "
+                                           "arguments beside this file name it, and the goal gives no one value)")
         return default if value is None else value
 
     def integer(self, key_path: tuple, default=None, minimum: int = 1, maximum: int = INTEGER_LIMIT):

@@ -34,14 +34,16 @@ def engine_of(document: Document) -> str | None:
     return None
 
 
-def reading(document: Document, engine: str) -> tuple[dict, dict, list[str]]:
-    """(knobs, goal settings, the other files of the run read) of an engine's config and its companions."""
+def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, dict, list[str]]:
+    """(knobs, goal settings, the other files of the run read) of an engine's config and its
+    companions; ``goal_knobs`` (the goal's one value of each) stand in for a lone DeepSpeed JSON's
+    "auto" values."""
     if engine == "deepspeed":
-        arguments = _naming(document)
+        arguments = naming(document)
         if arguments is not None:  # the Trainer arguments that name this JSON own its "auto" values
-            knobs, settings, companions = reading(arguments, engine_of(arguments))
+            knobs, settings, companions = reading(arguments, engine_of(arguments), goal_knobs)
             return knobs, settings, [arguments.path, *companions]
-        return deepspeed.knobs(Fields(document)), {"framework": "deepspeed"}, []
+        return deepspeed.knobs(Fields(document, deepspeed.auto_values(goal_knobs))), {"framework": "deepspeed"}, []
     if engine in ("hf", "axolotl"):
         module = huggingface if engine == "hf" else axolotl
         fields = Fields(document)
@@ -98,7 +100,7 @@ def _siblings(document: Document):
                 continue
 
 
-def _naming(document: Document) -> Document | None:
+def naming(document: Document) -> Document | None:
     """Trainer arguments or an axolotl config beside a DeepSpeed JSON that name it."""
     own = Path(document.path).resolve()
     for sibling in _siblings(document):

@@ -1,0 +1,136 @@
+"""`tplan check` on the configs teams already have: Hugging Face "auto" DeepSpeed JSON resolved from
+the TrainingArguments beside it (or from the goal), TrainingArguments and TRL configs, accelerate,
+axolotl and torchtune files, fine-tuned model ids - and a clear exit 2 for what it cannot read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import run_cli, run_json
+from tplan.catalog import find_model
+
+GOAL = {"model": "qwen2.5-1.5b", "task": "finetune", "data": {"tokens": 1e8},
+        "hardware": {"gpu": "a100-80gb", "gpus_per_node": 4}}
+AUTO_DS = {"bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+           "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}},
+           "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, "stage3_prefetch_bucket_size": "auto"},
+           "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+           "gradient_clipping": "auto"}
+ARGUMENTS = {"output_dir": "out", "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8,
+             "bf16": True, "gradient_checkpointing": True, "learning_rate": 1e-5, "logging_steps": 5,
+             "save_strategy": "epoch", "report_to": ["wandb"], "deepspeed": "ds_z3.json", "optim": "adamw_torch_fused"}
+TORCHTUNE_QLORA = {  # the shape of torchtune's recipes/configs/llama3_1/8B_qlora_single_device.yaml
+    "output_dir": "/tmp/torchtune/llama3_1_8B/qlora_single_device",
+    "model": {"_component_": "torchtune.models.llama3_1.qlora_llama3_1_8b",
+              "lora_attn_modules": ["q_proj", "v_proj", "output_proj"], "apply_lora_to_mlp": True,
+              "apply_lora_to_output": False, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0},
+    "tokenizer": {"_component_": "torchtune.models.llama3.llama3_tokenizer", "path": "/tmp/tokenizer.model",
+                  "max_seq_len": 2048},
+    "checkpointer": {"_component_": "torchtune.training.FullModelHFCheckpointer", "model_type": "LLAMA3"},
+    "dataset": {"_component_": "torchtune.datasets.alpaca_cleaned_dataset", "packed": False},
+    "seed": None, "shuffle": True, "batch_size": 2,
+    "optimizer": {"_component_": "torch.optim.AdamW", "fused": True, "weight_decay": 0.01, "lr": 3e-4},
+    "lr_scheduler": {"_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
+                     "num_warmup_steps": 100},
+    "loss": {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"},
+    "epochs": 1, "max_steps_per_epoch": None, "gradient_accumulation_steps": 8, "compile": False,
+    "device": "cuda", "enable_activation_checkpointing": True, "enable_activation_offloading": False,
+    "dtype": "bf16"}
+ACCELERATE_FSDP = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "num_machines": 1,
+                   "num_processes": 4, "mixed_precision": "bf16", "machine_rank": 0,
+                   "fsdp_config": {"fsdp_version": 2, "fsdp_reshard_after_forward": False,
+                                   "fsdp_offload_params": False, "fsdp_activation_checkpointing": True}}
+
+
+def write(folder, name, data):
+    path = folder / name
+    path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
+    return path
+
+
+def checked(*args) -> dict:
+    code, answers = run_json("check", *args)
+    assert code in (0, 1), answers
+    return answers[0]["config"]
+
+
+def test_an_auto_deepspeed_json_takes_its_values_from_the_arguments_naming_it(tmp_path):
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    write(tmp_path, "ds_z3.json", AUTO_DS)
+    write(tmp_path, "training_args.json", ARGUMENTS)
+    for file in ("ds_z3.json", "training_args.json"):
+        config = checked(tmp_path / file, "--goal", goal)
+        assert (config["micro_batch"], config["grad_accum"], config["zero_stage"], config["offload"],
+                config["precision"], config["grad_checkpointing"], config["gpus"]) == (2, 8, 3, "optimizer", "bf16", True, 4)
+
+
+def test_an_auto_deepspeed_json_alone_takes_the_rest_from_the_goal(tmp_path):
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 4, "grad_accum": 2, "precision": "bf16"}})
+    config = checked(write(tmp_path, "ds_config.json", AUTO_DS), "--goal", goal)
+    assert (config["micro_batch"], config["grad_accum"], config["zero_stage"]) == (4, 2, 3)
+
+
+def test_a_torchtune_recipe_is_read_as_the_run_it_describes(tmp_path):
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "model": "gpt2", "hardware": {"gpu": "rtx-4090"}})
+    code, (answer,) = run_json("check", write(tmp_path, "8B_qlora_single_device.yaml", TORCHTUNE_QLORA), "--goal", goal)
+    config = answer["config"]
+    assert (config["lora_rank"], config["quantization"], config["micro_batch"], config["grad_accum"],
+            config["context"], config["precision"], config["grad_checkpointing"]) == (8, "nf4", 2, 8, 2048, "bf16-pure", True)
+    assert answer["estimate"]["params"] > 8e9  # the recipe's Llama 3.1 8B, not the goal's GPT-2
+
+
+def test_an_accelerate_fsdp_config_with_the_goal(tmp_path):
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 2, "grad_accum": 8, "context": 2048}})
+    config = checked(write(tmp_path, "accelerate.yaml", ACCELERATE_FSDP), "--goal", goal)
+    assert (config["gpus"], config["zero_stage"], config["precision"], config["grad_checkpointing"]) == (4, 2, "bf16", True)
+
+
+def test_an_axolotl_config_names_a_fine_tuned_release_of_a_catalog_model(tmp_path):
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "hardware": {"gpu": "a100-40gb"}})
+    axolotl = {"base_model": "Qwen/Qwen2.5-7B-Instruct", "adapter": "lora", "lora_r": 32, "sequence_len": 4096,
+               "micro_batch_size": 1, "gradient_accumulation_steps": 16, "optimizer": "adamw_bnb_8bit",
+               "bf16": "auto", "gradient_checkpointing": True, "datasets": [{"path": "x", "type": "alpaca"}]}
+    code, (answer,) = run_json("check", write(tmp_path, "lora.yaml", axolotl), "--goal", goal)
+    assert answer["config"]["lora_rank"] == 32 and answer["config"]["optimizer"] == "adamw-8bit"
+    assert abs(answer["estimate"]["params"] - 7.6e9) < 0.1e9
+
+
+@pytest.mark.parametrize("name, catalog_id", [
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"), ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+    ("google/gemma-2-2b-it", "gemma-2-2b"), ("mistralai/Mistral-7B-Instruct-v0.1", "mistral-7b-v0.1"),
+    ("meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"), ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
+    ("google/gemma-3-1b-it", "gemma-3-1b")])
+def test_fine_tuned_releases_are_their_base_architecture(name, catalog_id):
+    assert find_model(name, "f", "model")["id"] == catalog_id
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"per_device_train_batch_size": "four"}, "per_device_train_batch_size"),
+    ({"optim": "galore_adamw"}, "optim"),
+    ({"fsdp": "full_shard auto_wrap"}, "fsdp"),
+    ({"sequence_parallel_size": 4}, "sequence_parallel_size")])
+def test_what_check_cannot_read_is_bad_input_naming_the_key(tmp_path, change, key):
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    arguments = {key: value for key, value in ARGUMENTS.items() if key != "deepspeed"}
+    result = run_cli("check", write(tmp_path, "args.json", {**arguments, **change}), "--goal", goal)
+    assert result.returncode == 2 and key in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_engine_file_without_a_goal_says_what_is_missing(tmp_path):
+    result = run_cli("check", write(tmp_path, "training_args.json", {"per_device_train_batch_size": 2}))
+    assert result.returncode == 2 and "--goal" in result.stderr and "training_args.tplan.yaml" in result.stderr
+
+
+def test_standard_input_is_read_as_a_config(tmp_path):
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    arguments = {key: value for key, value in ARGUMENTS.items() if key != "deepspeed"}
+    result = subprocess.run([sys.executable, "-m", "tplan", "check", "-", "--goal", str(goal), "--json"],
+                            input=json.dumps(arguments), capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr
+    (answer,) = json.loads(result.stdout)
+    assert answer["file"] == "-" and answer["config"]["micro_batch"] == 2
