@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .emit.readback import engine_of, implied_gpus, naming, reading
+from .emit.readback import engine_of, engine_problem, side_file
 from .errors import InputError
 from .explain import answer, config_json, estimate
-from .catalog import find_model
 from .goal import Problem, changed, gpu_choices, load_problem
 from .load import Document, from_data, read
 from .stages import is_staged, plan_stages
@@ -169,61 +168,11 @@ def config_problem(config, goal, rules: tuple) -> Problem:
     if isinstance(config, dict):
         return load_problem(_source(config), pinned=True, extra_rules=tuple(rules))
     document = read(config)
-    engine = engine_of(document)
-    if engine is None:
+    if engine_of(document) is None:
         return load_problem(document, pinned=True, extra_rules=tuple(rules))
-    side = Path(document.path).with_suffix(".tplan.yaml")
-    base = goal if goal is not None else _side_file(document)
-    if base is None:
-        raise InputError(document.path, "", f"--goal GOAL.yaml or {side.name} beside it, naming the hardware and "
-                                            f"data (and the model, where the file names none) that a {engine} "
-                                            f"config does not carry")
-    base = _source(base)
-    base = base if isinstance(base, Document) else read(base)
-    knobs, settings, _ = reading(document, engine, _single_values(base))
-    base = with_settings(base, settings, document)
-    return load_problem(base, pinned=True, extra_rules=tuple(rules),
-                        knobs=implied_gpus(knobs, base.data.get("knobs") or {}), knobs_file=document.path)
+    base = _source(goal) if goal is not None else side_file(document)
+    return engine_problem(document, read(base) if isinstance(base, (str, Path)) else base, tuple(rules))
 
 
-def _side_file(document: Document) -> str | None:
-    """NAME.tplan.yaml beside an engine's file, or beside the Trainer arguments that name a DeepSpeed JSON."""
-    for path in (document.path, *(named.path for named in [naming(document)] if named is not None)):
-        side = Path(path).with_suffix(".tplan.yaml")
-        if side.is_file():
-            return str(side)
-    return None
-
-
-def _single_values(goal: Document) -> dict:
-    knobs = goal.data.get("knobs") if isinstance(goal.data, dict) else None
-    return {name: value for name, value in (knobs or {}).items() if not isinstance(value, list)} \
-        if isinstance(knobs, dict) else {}
-
-
-def with_settings(goal: Document, settings: dict, engine_file: Document) -> Document:
-    """The goal with what an engine's file says of the run (its model, framework, loss ...)."""
-    data = dict(goal.data) if isinstance(goal.data, dict) else {}
-    for key, value in settings.items():
-        if key == "model":
-            value = _engine_model(value, engine_file, data.get("model"))
-        if value is not None:
-            data[key] = value
-    return Document(goal.path, data, goal.lines)
-
-
-def _engine_model(name: str, engine_file: Document, goal_model):
-    """The model an engine loads: a catalog model, a local folder's config.json, or (a path tplan
-    cannot read) the goal's model."""
-    try:
-        find_model(name, engine_file.path, "model")
-        return name
-    except InputError:
-        folder = Path(engine_file.path).parent / name
-        if (folder / "config.json").is_file():
-            return {"hf_config": str((folder / "config.json").resolve()), "hf_id": name}
-        if goal_model is not None:
-            return None
-        raise
 def _source(goal) -> str | Path | Document:
     return from_data(goal, "<goal dict>") if isinstance(goal, dict) else goal

@@ -1,12 +1,15 @@
 """Read the files an engine runs back into a tplan config: which engine wrote a file, the knobs and
 settings it and its companions pin (a DeepSpeed JSON and the Trainer arguments naming it, an
-accelerate config and the arguments beside it), and the goal that supplies the rest."""
+accelerate config and the arguments beside it), and the goal that supplies the rest (--goal, or
+NAME.tplan.yaml beside the file)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..catalog import find_model
 from ..errors import InputError
+from ..goal import Problem, load_problem
 from ..load import Document, read
 from . import accelerate, axolotl, deepspeed, huggingface, torchtitan, torchtune
 from .fields import Fields
@@ -128,3 +131,60 @@ def implied_gpus(knobs: dict, goal_knobs: dict) -> dict:
             degrees *= value if isinstance(value, int) else 1
         knobs["gpus"] = dp * degrees
     return knobs
+
+
+def engine_problem(document: Document, goal: Document | None, rules: tuple) -> Problem:
+    """The config an engine's file (with its companions) describes, on the goal's hardware and data."""
+    engine = engine_of(document)
+    if goal is None:
+        raise InputError(document.path, "", f"--goal GOAL.yaml or {Path(document.path).with_suffix('.tplan.yaml').name} "
+                                            f"beside it, naming the hardware and data (and the model, where the file "
+                                            f"names none) that a {engine} config does not carry")
+    knobs, settings, _ = reading(document, engine, _single_values(goal))
+    goal = _with_settings(goal, settings, document)
+    return load_problem(goal, pinned=True, extra_rules=rules, knobs=implied_gpus(knobs, goal.data.get("knobs") or {}),
+                        knobs_file=document.path)
+
+
+def side_file(document: Document) -> Document | None:
+    """NAME.tplan.yaml beside an engine's file, or beside the Trainer arguments that name a DeepSpeed JSON."""
+    named = naming(document) if engine_of(document) == "deepspeed" else None
+    for path in (document.path, *([named.path] if named is not None else [])):
+        side = Path(path).with_suffix(".tplan.yaml")
+        if side.is_file():
+            return read(side)
+    return None
+
+
+def _single_values(goal: Document) -> dict:
+    """The goal's knobs that have one value."""
+    knobs = goal.data.get("knobs") if isinstance(goal.data, dict) else None
+    if not isinstance(knobs, dict):
+        return {}
+    return {name: value for name, value in knobs.items() if not isinstance(value, list)}
+
+
+def _with_settings(goal: Document, settings: dict, engine_file: Document) -> Document:
+    """The goal with what an engine's file says of the run (its model, framework, loss ...)."""
+    data = dict(goal.data) if isinstance(goal.data, dict) else {}
+    for key, value in settings.items():
+        if key == "model":
+            value = _engine_model(value, engine_file, data.get("model"))
+        if value is not None:
+            data[key] = value
+    return Document(goal.path, data, goal.lines)
+
+
+def _engine_model(name: str, engine_file: Document, goal_model):
+    """The model an engine loads: a local folder's config.json, a catalog model, or (a path tplan
+    cannot read) the goal's model."""
+    folder = Path(engine_file.path).parent / name
+    if (folder / "config.json").is_file():
+        return {"hf_config": str((folder / "config.json").resolve()), "hf_id": name}
+    try:
+        find_model(name, engine_file.path, "model")
+        return name
+    except InputError:
+        if goal_model is not None:
+            return None
+        raise
