@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -63,8 +64,9 @@ def team_repository(folder: Path) -> Path:
     return repo
 
 
-def test_the_documented_rev_is_a_tag_of_this_repository():
-    rev = re.search(r"rev: (\S+)", (ROOT / "docs" / "precommit.md").read_text()).group(1)
+@pytest.mark.parametrize("document", ["README.md", "docs/precommit.md"])
+def test_the_documented_rev_is_a_tag_of_this_repository(document):
+    rev = re.search(r"rev: (\S+)", (ROOT / document).read_text()).group(1)
     assert rev == f"v{__import__('tplan').__version__}"
     tagged = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{rev}"], cwd=ROOT,
                             capture_output=True, text=True)
@@ -105,3 +107,19 @@ def test_pre_commit_try_repo_passes_a_team_repository_and_blocks_a_bad_config(tm
     assert bad.returncode != 0
     assert "bad.tplan.yaml: memory/fits-gpu-memory: needs" in bad.stdout
     assert "goal.yaml" not in bad.stdout  # a goal (knob lists) is not a config
+
+
+def test_the_documented_local_hook_runs_verbatim(tmp_path):
+    """docs/precommit.md's `repo: local` snippet, copied as it is into a team's repository, runs the
+    installed tplan through `pre-commit run`."""
+    snippet = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "precommit.md").read_text(), re.S)[-1]
+    assert "repo: local" in snippet
+    repo = team_repository(tmp_path)
+    (repo / ".pre-commit-config.yaml").write_text(snippet)
+    git(repo, "add", ".")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--verbose"], cwd=repo,
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "qlora/axolotl.yaml: pass" in run.stdout and "sft/ds_config.json: pass" in run.stdout

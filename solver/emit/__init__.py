@@ -71,12 +71,17 @@ def restrict(problem: Problem, names: list[str]) -> list[str]:
             kept = tuple(value for value in domain if value in runnable)
             if not kept:
                 raise InputError(problem.file, f"knobs.{knob}", f"a value {name} runs "
-                                 f"({', '.join(map(str, runnable))}) to write {name}'s files, not only "
-                                 f"{', '.join(map(str, domain))}")
+                                 f"({', '.join(map(_shown, runnable))}) to write {name}'s files, not only "
+                                 f"{', '.join(map(_shown, domain))}")
             if kept != domain:
-                notes.append(f"{knob} {'/'.join(map(str, kept))}")
+                notes.append(f"{knob} {'/'.join(map(_shown, kept))}")
                 problem.domains[knob] = kept
     return notes
+
+
+def _shown(value) -> str:
+    """A knob value as a goal writes it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def files(problem: Problem, plan: Assessment, names: list[str], folder: str) -> dict[str, str]:
