@@ -134,3 +134,13 @@ def test_standard_input_is_read_as_a_config(tmp_path):
     assert result.returncode in (0, 1), result.stderr
     (answer,) = json.loads(result.stdout)
     assert answer["file"] == "-" and answer["config"]["micro_batch"] == 2
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"parallelism_config": {"parallelism_config_tp_size": 2}}, "parallelism_config_tp_size"),
+    ({"megatron_lm_config": {"megatron_lm_tp_degree": 2}}, "megatron_lm_config"),
+    ({"mixed_precision": "fp32"}, "mixed_precision")])
+def test_an_accelerate_config_tplan_cannot_read_is_bad_input_naming_the_key(tmp_path, change, key):
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 2, "grad_accum": 8, "context": 2048}})
+    result = run_cli("check", write(tmp_path, "accelerate.yaml", {**ACCELERATE_FSDP, **change}), "--goal", goal)
+    assert result.returncode == 2 and key in result.stderr and "Traceback" not in result.stderr

@@ -69,9 +69,21 @@ def files(run: Run) -> dict:
     return {**written, "launch.sh": launch.script(run, command, cd=True)}
 
 
+KNOWN = {"compute_environment", "distributed_type", "num_machines", "num_processes", "machine_rank",
+         "main_process_ip", "main_process_port", "rdzv_backend", "same_network", "gpu_ids", "mixed_precision",
+         "fp8_config", "deepspeed_config", "fsdp_config", "use_cpu", "debug", "downcast_bf16", "enable_cpu_affinity",
+         "main_training_function", "dynamo_config", "ipex_config", "mpirun_config", "parallelism_config"}
+
+
 def knobs(fields: Fields) -> tuple[dict, dict]:
     """(knobs, goal settings) an accelerate config pins: GPUs, precision, sharding, offload,
-    checkpointing, and the framework."""
+    checkpointing, and the framework. Tensor or context parallel sizes (parallelism_config) and
+    Megatron-LM are refused: tplan does not read them from an accelerate config."""
+    fields.unknown((), KNOWN, ("tpu_",))
+    for key, size in fields.section(("parallelism_config",)).items():
+        if key.endswith(("_tp_size", "_cp_size", "_sp_size")) and size not in (1, None):
+            raise fields.error(("parallelism_config", key), "1 (tplan reads tensor and context parallelism from a "
+                                                            "torchtitan config or a tplan config, not accelerate's)")
     kind = fields.choice(("distributed_type",), {"NO": "none", "MULTI_GPU": "ddp", "DEEPSPEED": "deepspeed",
                                                  "FSDP": "fsdp"}, "none")
     found = {"gpus": fields.integer(("num_processes",), default=1)}
