@@ -88,7 +88,8 @@ def knobs(fields: Fields) -> dict:
     """The tplan knobs a DeepSpeed JSON pins; ``dp`` (its data-parallel degree) where it states the
     global batch. The rest come from the files beside it or the goal."""
     fields.unknown((), KNOWN, ("wandb", "tensorboard", "csv_monitor", "comms_logger", "flops_profiler",
-                               "checkpoint", "steps_per_print", "wall_clock", "dump_state", "memory_breakdown"))
+                               "checkpoint", "steps_per_print", "wall_clock", "dump_state", "memory_breakdown",
+                               "autotuning", "timers"))
     found = {}
     micro = fields.integer(("train_micro_batch_size_per_gpu",))
     accum = fields.integer(("gradient_accumulation_steps",), default=1)

@@ -108,4 +108,6 @@ IGNORED = ("logging", "save", "eval", "hub", "push_to_hub", "report_to", "output
            "accelerator_config", "ignore_data_skip", "full_determinism", "use_cpu", "restore_callback",
            "neftune", "activation_offloading", "model_name", "model_init", "label_names", "length_column",
            "auto_find_batch_size", "batch_eval", "jit_mode_eval", "past_index", "torch_empty_cache_steps",
-           "project", "trackio", "use_legacy_prediction_loop", "split_batches", "tpu_", "debug")
+           "project", "trackio", "use_legacy_prediction_loop", "split_batches", "tpu_", "debug", "fp16_opt_level",
+           "half_precision_backend", "fp16_backend", "predict_with_generate", "generation_", "use_cache",
+           "train_sampling_strategy", "enable_jit_checkpoint", "gradient_checkpointing_use_reentrant")
