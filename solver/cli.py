@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
 
     planned = plan_goal(goal, _team_packs(rules), budget, explain, prepare=prepare, pareto=pareto or bool(plot_out))
     if isinstance(planned, Staged):
-        return _staged(planned, goal, as_json, files_out or targets or launch)
+        return _staged(planned, goal, as_json, files_out or launch, targets, output)
     problem, plan, choices = planned.problem, planned.plan, planned.gpu_choices
     hints = [repair.text for repair in planned.repairs]
     written = []
@@ -209,15 +210,32 @@ def _launch_line(problem, plan, deepspeed_out: str | None) -> str:
     return launchers.line(words)
 
 
-def _staged(staged: Staged, goal: str, as_json: bool, emits) -> int:
-    """A goal with stages: each stage's plan and the totals (configs are written per stage's goal)."""
-    if emits:
-        raise InputError(goal, "stages", "--deepspeed, --hf-args, --emit and --launch on a goal without stages "
-                                         "(solve each stage's goal on its own to write its configs)")
+def _staged(staged: Staged, goal: str, as_json: bool, single_files, targets: list[str], output: str | None) -> int:
+    """A goal with stages: each stage's plan and the totals; --emit writes each stage's files in
+    OUTPUT/STAGE/TARGET/ (one DeepSpeed JSON or launch line cannot hold several stages)."""
+    if single_files:
+        raise InputError(goal, "stages", "--deepspeed, --hf-args and --launch on a goal without stages "
+                                         "(--emit TARGET -o DIR writes each stage's files in DIR/STAGE/TARGET/)")
+    written = []
+    if targets and staged.totals() is not None and not staged.conflict:
+        contents = {}
+        for name, planned in staged.stages:
+            folder = Path(output) / re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+            contents.update(emit.files(planned.problem, planned.plan.assessment, targets, str(folder)))
+        for path in contents:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_targets(list(contents), [planned.problem.file for _, planned in staged.stages])
+        write_all(contents)
+        written = list(contents)
     if as_json:
-        _print_json(staged.answer())
+        answer = staged.answer()
+        if targets:
+            answer["emitted"] = {"targets": targets, "files": written}
+        _print_json(answer)
     else:
         click.echo(staged.text())
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
     return 0 if staged.totals() is not None and not staged.conflict else EXIT_NO
 
 

@@ -63,14 +63,11 @@ SIZING_RULES = {"fits-gpu-memory", "fits-cpu-memory", "meets-deadline", "within-
 
 
 def runnable(name: str, problem) -> bool:
-    """Whether an engine runs this pinned plan (the targets `tplan solve --emit` narrows to)."""
-    target = emit.TARGETS[name]
+    """Whether an engine runs this pinned plan: `solve --emit` would keep it, not refuse it."""
     try:
-        runs = target.runs(problem) if callable(target.runs) else target.runs
-    except InputError:  # a model the engine does not train
+        return not emit.restrict(problem, [name])
+    except InputError:  # a knob value, framework or model the engine does not run
         return False
-    return problem.inputs["framework"] in target.frameworks and \
-        all(problem.domains[knob][0] in values for knob, values in runs.items())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])

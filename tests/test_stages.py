@@ -81,3 +81,13 @@ def test_the_nanochat_pipeline_is_one_goal():
 def tplan_root():
     from pathlib import Path
     return Path(__file__).resolve().parent.parent
+
+
+def test_each_stage_writes_its_engine_files_which_read_back_as_its_plan(tmp_path):
+    code, answer = run_json("solve", write_goal(tmp_path, staged_goal()), "--emit", "hf", "-o", tmp_path / "out")
+    assert code == 0
+    for stage in answer["stages"]:
+        main = tmp_path / "out" / stage["name"] / "hf" / "sft_config.yaml"
+        assert str(main) in answer["emitted"]["files"]
+        checked = tplan.check(main)  # with the stage's side file beside it
+        assert checked.config == stage["config"] and checked.estimate == stage["estimate"]

@@ -35,12 +35,14 @@ class Target:
     runs: object        # knob -> the values this engine can run (other knobs: any), or Problem -> that
     files: object       # Run -> {file name: text, or a dict/list written as JSON, YAML or TOML by suffix}
     description: str
+    loads_transformers: bool = True     # the engine loads the model with transformers (by its model_type)
 
 
 TARGETS = {
     "deepspeed": Target("ds_config.json", ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE,
                                                            "precision": ("fp32", "fp16", "bf16")},
-                        deepspeed.files, "ds_config.json and a deepspeed launch line for your training script"),
+                        deepspeed.files, "ds_config.json and a deepspeed launch line for your training script",
+                        loads_transformers=False),
     "hf": Target(huggingface.CONFIG_FILE, ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
                                   "grad_checkpointing": (False, True)},
                  huggingface.files, "a TRL SFT config (Hugging Face TrainingArguments) with ds_config.json, "
@@ -48,7 +50,8 @@ TARGETS = {
     "accelerate": Target(accelerate.CONFIG_FILE, ("deepspeed", "fsdp"), accelerate.runs, accelerate.files, "an accelerate config (DeepSpeed or FSDP, fp8 recipe) with the TRL "
                                            "SFT config, for `accelerate launch`"),
     "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files,
-                         "a torchtitan job config (TOML) for tensor, pipeline and context parallelism and fp8"),
+                         "a torchtitan job config (TOML) for tensor, pipeline and context parallelism and fp8",
+                         loads_transformers=False),
     "axolotl": Target(axolotl.CONFIG_FILE, ("deepspeed", "fsdp"), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
                                               "grad_checkpointing": (False, True)},
                       axolotl.files, "an axolotl YAML (with ds_config.json under DeepSpeed) for fine-tunes"),
@@ -65,6 +68,10 @@ def restrict(problem: Problem, names: list[str]) -> list[str]:
         if framework not in target.frameworks:
             raise InputError(problem.file, "framework", f"framework {' or '.join(target.frameworks)} to write "
                              f"{name}'s files (this goal plans {framework}'s memory, sharding and rules)")
+        if target.loads_transformers and not problem.inputs.get("model.model_type"):
+            raise InputError(problem.file, "model", f"a model transformers loads for {name}'s files "
+                             f"({problem.model_name} has no config.json model_type: give the model's hf_config, "
+                             f"or model_type in its shape)")
         runs = target.runs(problem) if callable(target.runs) else target.runs
         for knob, runnable in runs.items():
             domain = problem.domains[knob]
