@@ -1,0 +1,123 @@
+"""Tabulate: the exact value of a subexpression for every combination of the knobs it reads.
+
+Receives a rule tree and the knob domains; returns a Table (the knobs, in index order, and one
+value per combination, row-major) or None when the combinations exceed TABLE_LIMIT. Tables are
+built bottom-up from the children's tables with the evaluator's operator table, so every look-up,
+power, ceiling, string comparison and constant is exact before CP-SAT sees it; a combination
+where the expression fails (a missing look-up key, a math error) is UNDEFINED, no plan.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from . import expr
+from .evaluate import ARITHMETIC, FUNCTIONS, Evaluator
+from .packs import RuleSet, table_key
+
+TABLE_LIMIT = 4096          # most knob combinations one tabulated subexpression may span
+UNDEFINED = object()        # a table entry whose expression fails there (missing look-up key, math error)
+
+
+@dataclass
+class Table:
+    knobs: tuple[str, ...]     # knobs the subexpression reads, in index order
+    values: list               # exact value for every combination (row-major)
+
+    def numbers(self) -> list[float | None]:
+        """The values as floats. An infinite value (x / 0: fp8 on a GPU without fp8 units) becomes
+        twice the largest finite magnitude, so that a rule comparing it fails as it does in the
+        evaluator (and stays guarded); an undefined one (a failed look-up, 0 / 0) is None."""
+        numbers = [None if value is UNDEFINED else float(value) for value in self.values]
+        finite = [abs(number) for number in numbers if number is not None and math.isfinite(number)]
+        huge = 2 * max(finite, default=1.0)
+        return [None if number is None or math.isnan(number)
+                else number if math.isfinite(number) else math.copysign(huge, number) for number in numbers]
+
+
+def combine(node: expr.Node, row: tuple, tables: dict):
+    """One node's value from its children's values, as the evaluator defines the operators;
+    UNDEFINED spreads only through the operands actually used (the branch taken, and/or)."""
+    if isinstance(node, expr.IfElse):
+        condition, then, otherwise = row
+        return UNDEFINED if condition is UNDEFINED else (then if condition else otherwise)
+    if isinstance(node, expr.Binary) and node.op in ("and", "or"):
+        left, right = row
+        if left is UNDEFINED or bool(left) == (node.op == "or"):
+            return left if left is UNDEFINED else node.op == "or"
+        return right if right is UNDEFINED else bool(right)
+    if any(value is UNDEFINED for value in row):
+        return UNDEFINED
+    try:
+        if isinstance(node, expr.Lookup):
+            return tables[node.table][table_key(row[0])]
+        if isinstance(node, expr.Unary):
+            return (not row[0]) if node.op == "not" else -row[0]
+        if isinstance(node, expr.Binary):
+            return ARITHMETIC[node.op](*row)
+        return FUNCTIONS[node.function](*row)
+    except (ArithmeticError, TypeError, ValueError, KeyError):
+        return UNDEFINED
+
+
+class Tabulator:
+    """Tables of the subexpressions of one rule set over one set of knob domains (cached per node)."""
+
+    def __init__(self, rules: RuleSet, domains: dict, evaluator: Evaluator):
+        self.rules, self.domains, self.evaluator = rules, domains, evaluator
+        self._knobs: dict[int, frozenset] = {}
+        self._tables: dict[int, Table | None] = {}
+        self._kept: list[expr.Node] = []
+
+    def keep(self, node: expr.Node) -> expr.Node:
+        """Keep a tree built during compilation alive: the caches are keyed by id()."""
+        self._kept.append(node)
+        return node
+
+    def knobs_of(self, node: expr.Node) -> frozenset:
+        key = id(node)
+        if key not in self._knobs:
+            self._knobs[key] = self.rules.knobs_read(node)
+        return self._knobs[key]
+
+    def size(self, knobs) -> int:
+        """Combinations of ``knobs``."""
+        return math.prod(len(self.domains[knob]) for knob in knobs)
+
+    def table(self, node: expr.Node) -> Table | None:
+        """Exact values over the knobs the node reads, or None when there are too many combinations."""
+        key = id(node)
+        if key not in self._tables:
+            knobs = tuple(sorted(self.knobs_of(node)))
+            self._tables[key] = None if self.size(knobs) > TABLE_LIMIT else Table(knobs, self._tabulate(node, knobs))
+        return self._tables[key]
+
+    def _tabulate(self, node: expr.Node, knobs: tuple[str, ...]) -> list:
+        """Values over every combination of ``knobs``, built bottom-up from the children's
+        tables (each subexpression is computed once per combination of the knobs it reads)."""
+        if isinstance(node, expr.Const):
+            return [node.value]
+        if isinstance(node, expr.Name):
+            if node.name in self.domains:
+                return list(self.domains[node.name])
+            if node.name in self.rules.derived:
+                return self.table(self.rules.derived[node.name]).values
+            return [self.evaluator.constants[node.name]]
+        columns = [self._spread(self.table(child), knobs) for child in expr.children(node)]
+        return [combine(node, row, self.evaluator.tables) for row in zip(*columns)]
+
+    def _spread(self, child: Table, knobs: tuple[str, ...]) -> list:
+        """A child's values laid out over the combinations of the (larger) ``knobs``."""
+        if child.knobs == knobs:
+            return child.values
+        positions = [knobs.index(knob) for knob in child.knobs]
+        sizes = [len(self.domains[knob]) for knob in child.knobs]
+        spread = []
+        for combination in itertools.product(*(range(len(self.domains[knob])) for knob in knobs)):
+            index = 0
+            for position, size in zip(positions, sizes):
+                index = index * size + combination[position]
+            spread.append(child.values[index])
+        return spread
