@@ -144,3 +144,35 @@ def test_an_accelerate_config_tplan_cannot_read_is_bad_input_naming_the_key(tmp_
     goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 2, "grad_accum": 8, "context": 2048}})
     result = run_cli("check", write(tmp_path, "accelerate.yaml", {**ACCELERATE_FSDP, **change}), "--goal", goal)
     assert result.returncode == 2 and key in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_alignment_handbook_recipe_with_its_accelerate_zero3_config(tmp_path):
+    """Zephyr-7B's full SFT (alignment-handbook recipes/zephyr-7b-beta/sft/config_full.yaml with
+    recipes/accelerate_configs/deepspeed_zero3.yaml, their shape): 8 x A100 80GB, as it was trained.
+    Its model loads in bf16, but DeepSpeed's ZeRO optimizer keeps fp32 master weights: bf16, not bf16-pure."""
+    recipe = {"model_name_or_path": "mistralai/Mistral-7B-v0.1", "model_revision": "main", "torch_dtype": "bfloat16",
+              "attn_implementation": "flash_attention_2", "dataset_mixer": {"HuggingFaceH4/ultrachat_200k": 1.0},
+              "dataset_splits": ["train_sft", "test_sft"], "preprocessing_num_workers": 12, "bf16": True,
+              "do_eval": True, "eval_strategy": "epoch", "gradient_accumulation_steps": 2,
+              "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False},
+              "hub_model_id": "zephyr-7b-sft-full", "hub_strategy": "every_save", "learning_rate": 2.0e-05,
+              "log_level": "info", "logging_steps": 5, "logging_strategy": "steps", "lr_scheduler_type": "cosine",
+              "max_seq_length": 2048, "max_steps": -1, "num_train_epochs": 1, "output_dir": "data/zephyr-7b-sft-full",
+              "overwrite_output_dir": True, "per_device_eval_batch_size": 8, "per_device_train_batch_size": 16,
+              "push_to_hub": True, "remove_unused_columns": True, "report_to": ["tensorboard"],
+              "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1, "seed": 42, "warmup_ratio": 0.1}
+    accelerate = {"compute_environment": "LOCAL_MACHINE", "debug": False, "distributed_type": "DEEPSPEED",
+                  "deepspeed_config": {"deepspeed_multinode_launcher": "standard", "offload_optimizer_device": "none",
+                                       "offload_param_device": "none", "zero3_init_flag": True,
+                                       "zero3_save_16bit_model": True, "zero_stage": 3},
+                  "downcast_bf16": "no", "machine_rank": 0, "main_training_function": "main", "mixed_precision": "bf16",
+                  "num_machines": 1, "num_processes": 8, "rdzv_backend": "static", "same_network": True,
+                  "tpu_env": [], "tpu_use_cluster": False, "tpu_use_sudo": False, "use_cpu": False}
+    write(tmp_path, "config_full.yaml", recipe)
+    goal = write(tmp_path, "goal.yaml", {"model": "mistral-7b-v0.1", "data": {"tokens": 2e8},
+                                         "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8}})
+    code, (answer,) = run_json("check", write(tmp_path, "deepspeed_zero3.yaml", accelerate), "--goal", goal)
+    assert code == 0, answer["violations"]
+    config = answer["config"]
+    assert (config["precision"], config["zero_stage"], config["micro_batch"], config["grad_accum"], config["gpus"],
+            config["context"]) == ("bf16", 3, 16, 2, 8, 2048)

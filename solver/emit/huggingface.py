@@ -110,4 +110,8 @@ IGNORED = ("logging", "save", "eval", "hub", "push_to_hub", "report_to", "output
            "auto_find_batch_size", "batch_eval", "jit_mode_eval", "past_index", "torch_empty_cache_steps",
            "project", "trackio", "use_legacy_prediction_loop", "split_batches", "tpu_", "debug", "fp16_opt_level",
            "half_precision_backend", "fp16_backend", "predict_with_generate", "generation_", "use_cache",
-           "train_sampling_strategy", "enable_jit_checkpoint", "gradient_checkpointing_use_reentrant")
+           "train_sampling_strategy", "enable_jit_checkpoint", "gradient_checkpointing_use_reentrant",
+           # recipe keys of the alignment handbook and TRL examples that shape the data, not the step
+           "preprocessing", "use_flash_attention_2", "tokenizer_name_or_path", "system_prompt",
+           "auto_insert_empty_system_msg", "text_column", "truncation", "padding", "wandb", "max_prompt_length",
+           "max_completion_length")

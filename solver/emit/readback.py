@@ -142,6 +142,9 @@ def engine_problem(document: Document, goal: Document | None, rules: tuple) -> P
                                             f"names none) that a {engine} config does not carry")
     knobs, settings, _ = reading(document, engine, _single_values(goal))
     goal = _with_settings(goal, settings, document)
+    if goal.data.get("framework", "deepspeed") == "deepspeed" and knobs.get("precision") == "bf16-pure" and \
+            (knobs.get("zero_stage", 0) > 0 or knobs.get("offload", "none") != "none"):
+        knobs["precision"] = "bf16"  # DeepSpeed's ZeRO optimizers keep fp32 master weights whatever the model's dtype
     return load_problem(goal, pinned=True, extra_rules=rules, knobs=implied_gpus(knobs, goal.data.get("knobs") or {}),
                         knobs_file=document.path)
 
