@@ -72,9 +72,8 @@ class Search:
         """Drop knob values that break a rule reading that knob alone (fp8 on an A100);
         returns the domains, the rules that dropped values, and those that emptied a domain."""
         domains, pruners, emptied = dict(self.problem.domains), [], []
-        compiler = Compiler(self.problem, domains)
         for constraint in self.problem.rules.constraints:
-            knobs = compiler.knobs_of(constraint.condition)
+            knobs = self.problem.rules.knobs_read(constraint.condition)
             if constraint.severity != "error" or len(knobs) != 1:
                 continue
             (knob,) = knobs

@@ -176,3 +176,18 @@ def test_an_alignment_handbook_recipe_with_its_accelerate_zero3_config(tmp_path)
     config = answer["config"]
     assert (config["precision"], config["zero_stage"], config["micro_batch"], config["grad_accum"], config["gpus"],
             config["context"]) == ("bf16", 3, 16, 2, 8, 2048)
+
+
+def test_trainer_arguments_with_an_inline_deepspeed_config(tmp_path):
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    arguments = {**ARGUMENTS, "deepspeed": {"zero_optimization": {"stage": 2}, "bf16": {"enabled": "auto"},
+                                            "train_micro_batch_size_per_gpu": "auto"}}
+    config = checked(write(tmp_path, "args.json", arguments), "--goal", goal)
+    assert (config["zero_stage"], config["micro_batch"], config["precision"]) == (2, 2, "bf16")
+
+
+def test_the_hook_skips_toml_and_yaml_that_are_no_training_config(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.ruff]\nline-length = 100\n')
+    write(tmp_path, "ci.yaml", {"jobs": {"test": {"runs-on": "ubuntu-latest"}}})
+    result = run_cli("check", "--skip-unknown", tmp_path / "pyproject.toml", tmp_path / "ci.yaml", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == []

@@ -20,10 +20,10 @@ ENGINES = ("deepspeed", "hf", "accelerate", "axolotl", "torchtitan", "torchtune"
 def engine_of(document: Document) -> str | None:
     """The engine whose config this is, or None for a tplan goal or config."""
     data = document.data
-    if document.path.endswith(".toml"):
-        return "torchtitan"
     if not isinstance(data, dict) or "hardware" in data or "knobs" in data:
         return None
+    if document.path.endswith(".toml"):  # a torchtitan job config, not pyproject.toml or another tool's
+        return "torchtitan" if {"training", "parallelism"} & set(data) and "project" not in data else None
     if torchtune.is_recipe(data):
         return "torchtune"
     if "base_model" in data:
@@ -52,7 +52,7 @@ def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, di
         fields = Fields(document)
         knobs, settings = module.knobs(fields)
         companions = []
-        if fields.text(("deepspeed",)):
+        if fields.raw(("deepspeed",)):
             companion = _companion(document, fields, ("deepspeed",))
             knobs = _merged(deepspeed.knobs(Fields(companion, deepspeed.auto_values(knobs))), knobs)
             settings["framework"], companions = "deepspeed", [companion.path]
@@ -86,7 +86,11 @@ def _merged(*layers: dict) -> dict:
 
 
 def _companion(document: Document, fields: Fields, key_path: tuple) -> Document:
-    """The file a config names (relative to its folder, as the launch scripts tplan writes run there)."""
+    """The file a config names (relative to its folder, as the launch scripts tplan writes run there),
+    or the DeepSpeed config written inline under that key."""
+    if isinstance(fields.raw(key_path), dict):
+        return Document(document.path, fields.raw(key_path),
+                        {key[len(key_path):]: line for key, line in document.lines.items() if key[:len(key_path)] == key_path})
     path = Path(document.path).parent / fields.text(key_path)
     if not path.is_file():
         raise fields.error(key_path, f"a file that exists ({path} does not)")
