@@ -162,3 +162,65 @@ def test_random_deepspeed_json_exit_0_1_or_2(changes):
         code, out, err = tplan("check", config, "--goal", side, "--json")
         assert code in (0, 1, 2) and "Traceback" not in err, (code, err)
         assert tplan("check", config, "--goal", side, "--json") == (code, out, err)
+
+
+ENGINE_GOALS = {  # one plan per engine, whose files are then mutated
+    "hf": {**SIDE_GOAL, "knobs": {**SIDE_GOAL["knobs"], "lora_rank": 16, "quantization": "nf4", "zero_stage": 0,
+                                   "precision": "bf16"}},
+    "accelerate": {**SIDE_GOAL, "framework": "fsdp", "knobs": {**SIDE_GOAL["knobs"], "zero_stage": 3, "precision": "bf16"}},
+    "axolotl": {**SIDE_GOAL, "knobs": {**SIDE_GOAL["knobs"], "zero_stage": 2, "precision": "bf16"}},
+    "torchtitan": {**SIDE_GOAL, "model": "qwen3-0.6b", "task": "pretrain", "framework": "fsdp",
+                   "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8},
+                   "knobs": {**SIDE_GOAL["knobs"], "precision": "fp8", "tp": 2, "pp": 2, "zero_stage": 2}},
+}
+MAIN_FILES = {"hf": "sft_config.yaml", "accelerate": "accelerate.yaml", "axolotl": "axolotl.yaml",
+              "torchtitan": "job.toml"}
+_EMITTED: dict = {}
+
+
+def _emitted(target: str) -> dict:
+    """{file name: parsed content} of the files `solve --emit TARGET` writes for its goal (once)."""
+    if target not in _EMITTED:
+        import tomllib
+
+        with tempfile.TemporaryDirectory() as folder:
+            goal = _write(Path(folder), "goal.yaml", ENGINE_GOALS[target])
+            code, out, err = tplan("solve", str(goal), "--emit", target, "-o", folder, "--no-explain")
+            assert code == 0, err
+            place = Path(folder) / target
+            _EMITTED[target] = {path.name: (tomllib.loads(path.read_text()) if path.suffix == ".toml" else
+                                            yaml.safe_load(path.read_text()))
+                                for path in place.iterdir() if path.suffix in (".yaml", ".json", ".toml")}
+    return _EMITTED[target]
+
+
+def _toml(data: dict) -> str:
+    from tplan.emit.torchtitan import toml
+    return toml(data)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(MAIN_FILES)), st.data())
+def test_engine_files_with_hostile_values_exit_0_1_or_2(target, data):
+    files = {name: json.loads(json.dumps(content)) for name, content in _emitted(target).items()}
+    main = files[MAIN_FILES[target]]
+    section = main
+    key = data.draw(st.sampled_from(sorted(section)))
+    if isinstance(section[key], dict) and section[key] and data.draw(st.booleans()):
+        section, key = section[key], data.draw(st.sampled_from(sorted(section[key])))
+    if data.draw(st.booleans()):
+        section[key] = data.draw(st.one_of(HOSTILE_NUMBERS, st.sampled_from(["auto", [], {}, [1, "x"], "fp4"])))
+    else:
+        del section[key]
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            path = Path(folder) / name
+            if name.endswith(".toml"):
+                try:
+                    path.write_text(_toml(content))
+                except (TypeError, ValueError):
+                    return  # a value TOML cannot hold (None): no such file exists
+            else:
+                path.write_text(json.dumps(content, allow_nan=True) if name.endswith(".json") else yaml.safe_dump(content))
+        code, out, err = tplan("check", str(Path(folder) / MAIN_FILES[target]), "--json")
+        assert code in (0, 1, 2) and "Traceback" not in err, (code, err)

@@ -81,6 +81,13 @@ class Fields:
             raise self.error(key_path, f"a string, not {quote(value)}")
         return value
 
+    def names(self, key_path: tuple) -> list[str]:
+        """A list of strings ([] when absent)."""
+        value = self.raw(key_path, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.error(key_path, f"a list of names, not {quote(value)}")
+        return value
+
     def choice(self, key_path: tuple, meanings: dict, default=None):
         """The tplan value that ``meanings`` gives for the file's value (compared case-insensitively)."""
         value = self.raw(key_path)

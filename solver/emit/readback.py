@@ -175,7 +175,7 @@ def _with_settings(goal: Document, settings: dict, engine_file: Document) -> Doc
     """The goal with what an engine's file says of the run (its model, framework, loss ...)."""
     data = dict(goal.data) if isinstance(goal.data, dict) else {}
     for key, value in settings.items():
-        if key == "model":
+        if key == "model" and value is not None:
             value = _engine_model(value, engine_file, data.get("model"))
         if value is not None:
             data[key] = value

@@ -127,7 +127,7 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
                                                              f"degree ({micro} x {dp}), not {batch}")
     reshard = fields.choice(("parallelism", "fsdp_reshard_after_forward"),
                             {"default": 2 if pp > 1 else 3, "always": 3, "never": 2}, 2 if pp > 1 else 3)
-    converters = fields.raw(("model", "converters"), [])
+    converters = fields.names(("model", "converters"))
     mode = fields.choice(("activation_checkpoint", "mode"), {v: k for k, v in CHECKPOINTING.items()}, "selective")
     found = {"micro_batch": micro, "grad_accum": batch // (micro * dp), "context": fields.integer(("training", "seq_len")),
              "tp": degree["tensor_parallel"], "pp": pp, "cp": degree["context_parallel"],

@@ -48,7 +48,7 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
                 "optimizer_in_backward": fields.flag(("optimizer_in_bwd",)),
                 "loss": next((kind for suffix, kind in LOSSES.items() if loss.endswith(suffix)), "standard")}
     if lora:
-        targets = [LORA_TARGETS[module] for module in fields.raw(("model", "lora_attn_modules"), [])
+        targets = [LORA_TARGETS[module] for module in fields.names(("model", "lora_attn_modules"))
                    if module in LORA_TARGETS]
         if fields.flag(("model", "apply_lora_to_mlp")):
             targets += ["gate", "up", "down"]
