@@ -61,6 +61,7 @@ class RuleSet:
     origin: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (file, place)
     order: list[str] = field(default_factory=list)         # derived names, dependencies first
     _knobs_memo: dict = field(default_factory=dict, repr=False)
+    _tables_memo: dict = field(default_factory=dict, repr=False)   # tabulate.py's tables, shared by a goal's variants
 
     def knobs_read(self, node: expr.Node) -> frozenset[str]:
         """Knobs an expression reads, directly or through derived quantities."""

@@ -87,11 +87,19 @@ class Tabulator:
         return math.prod(len(self.domains[knob]) for knob in knobs)
 
     def table(self, node: expr.Node) -> Table | None:
-        """Exact values over the knobs the node reads, or None when there are too many combinations."""
+        """Exact values over the knobs the node reads, or None when there are too many combinations;
+        a table is shared through the rule set with every compilation whose domains of those knobs
+        are the same (a goal's repairs)."""
         key = id(node)
         if key not in self._tables:
             knobs = tuple(sorted(self.knobs_of(node)))
-            self._tables[key] = None if self.size(knobs) > TABLE_LIMIT else Table(knobs, self._tabulate(node, knobs))
+            if self.size(knobs) > TABLE_LIMIT:
+                self._tables[key] = None
+            else:
+                shared = (key, tuple(self.domains[knob] for knob in knobs))
+                if shared not in self.rules._tables_memo:  # the node is kept with its table: its id stays its own
+                    self.rules._tables_memo[shared] = (node, Table(knobs, self._tabulate(node, knobs)))
+                self._tables[key] = self.rules._tables_memo[shared][1]
         return self._tables[key]
 
     def _tabulate(self, node: expr.Node, knobs: tuple[str, ...]) -> list:
