@@ -133,6 +133,9 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
     def prepare(problem):
         check_targets(files_out, problem.sources)
         narrowed[:] = emit.restrict(problem, list(dict.fromkeys(engines)))
+        if hf_out and not deepspeed_out:  # the Trainer runs ZeRO and offload only from a DeepSpeed JSON
+            narrowed.extend(emit.narrow(problem, {"zero_stage": (0,), "offload": ("none",)},
+                                        "--hf-args without --deepspeed"))
 
     planned = plan_goal(goal, _team_packs(rules), budget, explain, prepare=prepare, pareto=pareto or bool(plot_out))
     if isinstance(planned, Staged):

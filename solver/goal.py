@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import catalog, expr, units
@@ -33,6 +33,7 @@ class Problem:
     lora_targets: tuple = catalog.LORA_TARGETS
     sources: tuple = ()     # every file read to build it (outputs must never overwrite one)
     document: Document | None = None    # the goal it was read from
+    runnable: dict = field(default_factory=dict)   # knob -> the values the engines written for run (repairs keep to them)
 
     def evaluator(self) -> Evaluator:
         return Evaluator(self.rules, {**self.rules.params, **self.inputs}, {**self.rules.tables, **self.input_tables})

@@ -139,7 +139,8 @@ def _widenings(problem: Problem, budget) -> list[Repair]:
 
     found = []
     for knob in problem.rules.knobs.values():
-        wider = tuple(dict.fromkeys(problem.domains[knob.name] + knob.default))
+        wider = tuple(value for value in dict.fromkeys(problem.domains[knob.name] + knob.default)
+                      if value in problem.runnable.get(knob.name, (value,)))  # what the engines written for run
         if len(wider) == len(problem.domains[knob.name]):
             continue
         other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),

@@ -174,3 +174,16 @@ def test_json_alone_on_stdout_when_files_are_written(tmp_goal, tmp_path):
     assert result.returncode == 0
     answer = json.loads(result.stdout)  # nothing else on stdout
     assert len(answer["emitted"]["files"]) >= 6 and "wrote" in result.stderr and "deepspeed " in result.stderr
+
+
+def test_trainer_arguments_alone_run_no_zero_and_repairs_keep_to_what_the_engine_runs(tmp_goal, tmp_path):
+    """Without a DeepSpeed JSON the Trainer runs no ZeRO: a full 8B fine-tune does not fit, and the
+    repairs offered are ones the Trainer can run (LoRA, other GPUs), not tensor or pipeline parallelism."""
+    goal = {"model": "llama-3.1-8b", "data": {"tokens": 2e9}, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8},
+            "knobs": {"lora_rank": 0, "context": 2048}}
+    code, answer = run_json("solve", tmp_goal(goal), "--hf-args", tmp_path / "args.yaml")
+    assert code == 1 and answer["status"] == "infeasible"
+    assert "zero_stage 0" in answer["emitted"]["restricted"]
+    changes = " ".join(repair["change"] for repair in answer["repairs"])
+    assert "allow lora_rank" in changes and "allow tp" not in changes and "allow pp" not in changes
+    assert not (tmp_path / "args.yaml").exists()

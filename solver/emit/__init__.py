@@ -72,17 +72,24 @@ def restrict(problem: Problem, names: list[str]) -> list[str]:
             raise InputError(problem.file, "model", f"a model transformers loads for {name}'s files "
                              f"({problem.model_name} has no config.json model_type: give the model's hf_config, "
                              f"or model_type in its shape)")
-        runs = target.runs(problem) if callable(target.runs) else target.runs
-        for knob, runnable in runs.items():
-            domain = problem.domains[knob]
-            kept = tuple(value for value in domain if value in runnable)
-            if not kept:
-                raise InputError(problem.file, f"knobs.{knob}", f"a value {name} runs "
-                                 f"({', '.join(map(_shown, runnable))}) to write {name}'s files, not only "
-                                 f"{', '.join(map(_shown, domain))}")
-            if kept != domain:
-                notes.append(f"{knob} {'/'.join(map(_shown, kept))}")
-                problem.domains[knob] = kept
+        notes += narrow(problem, target.runs(problem) if callable(target.runs) else target.runs, f"{name}'s files")
+    return notes
+
+
+def narrow(problem: Problem, runs: dict, purpose: str) -> list[str]:
+    """Keep in each knob's domain the values ``runs`` lists (for ``purpose``, named in the error when
+    none is left); the notes say what was narrowed."""
+    notes = []
+    for knob, runnable in runs.items():
+        problem.runnable[knob] = tuple(value for value in problem.runnable.get(knob, runnable) if value in runnable)
+        domain = problem.domains[knob]
+        kept = tuple(value for value in domain if value in runnable)
+        if not kept:
+            raise InputError(problem.file, f"knobs.{knob}", f"a value of {', '.join(map(_shown, runnable))} to "
+                             f"write {purpose}, not only {', '.join(map(_shown, domain))}")
+        if kept != domain:
+            notes.append(f"{knob} {'/'.join(map(_shown, kept))}")
+            problem.domains[knob] = kept
     return notes
 
 
