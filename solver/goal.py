@@ -96,7 +96,7 @@ def _model_inputs(document: Document) -> dict:
         config_path = _existing(document, Path(document.path).parent / spec["hf_config"], ("model", "hf_config"))
         shape = catalog.shape_from_hf_config(str(config_path), document.path, document.where(("model", "hf_config")))
         name, params = spec.get("name", config_path.parent.name or "hf-config"), spec.get("params")
-        hf_id = spec.get("hf_id", str(config_path.parent))
+        hf_id = spec.get("hf_id", str(config_path.parent.resolve()))
     else:
         shape, name, params = spec, spec.get("name", "custom"), spec.get("params")
         hf_id = spec.get("hf_id")
