@@ -53,6 +53,9 @@ def test_example_solves_as_its_header_says(path, answers):
         assert answer["status"] == "infeasible"
         assert answer["conflict"], "an infeasible answer names the rules that rule every plan out"
         assert answer["config"] is None
+        repairs = answer["repairs"]  # each re-solved: a change and the plan it then gets
+        assert any(repair["passes"] for repair in repairs), "an infeasible example offers a repair that fits"
+        assert all(repair["change"] and repair["config"] and repair["estimate"] for repair in repairs)
         return
     assert head["expect"] == "optimal", f"{path.name}: expect is optimal or infeasible"
     assert result.returncode == 0, answer.get("conflict")
