@@ -77,7 +77,9 @@ def _installed(packages: str) -> Path:
     target = Path(sys.prefix) / "tplan-judges" / packages
     marker = target / ".installed"
     if not marker.is_file() or marker.read_text() != requirements.read_text():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-                        "--target", str(target), "--upgrade", "-r", str(requirements)], check=True)
+        installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                                    "--disable-pip-version-check", "--target", str(target), "--upgrade", "-r",
+                                    str(requirements)], capture_output=True, text=True)
+        assert installed.returncode == 0, f"installing {requirements.name} failed:\n{installed.stderr[-3000:]}"
         marker.write_text(requirements.read_text())
     return target
