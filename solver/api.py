@@ -30,6 +30,8 @@ class Answer:
     violations: list[dict] = field(default_factory=list)
     binding: list[str] = field(default_factory=list)
     conflict: list[str] = field(default_factory=list)
+    binding_details: list[dict] = field(default_factory=list)   # per binding rule: headroom, the plan it stops
+    runner_up: dict | None = None             # the best other plan one knob away (config, estimate)
     suggestions: list[str] = field(default_factory=list)
     gpu_choices: list[dict] = field(default_factory=list)
     repairs: list[dict] = field(default_factory=list)
@@ -46,6 +48,10 @@ class Answer:
         """The JSON object `tplan ... --json` prints."""
         result = {"status": self.status, "config": self.config, "estimate": self.estimate,
                   "violations": self.violations, "binding": self.binding, "conflict": self.conflict}
+        if self.binding_details:
+            result["binding_details"] = self.binding_details
+        if self.runner_up is not None:
+            result["runner_up"] = self.runner_up
         if self.suggestions:
             result["suggestions"] = self.suggestions
         if self.gpu_choices:
@@ -92,7 +98,8 @@ class Planned:
         """The JSON contract of `tplan solve --json`."""
         plan = self.plan
         result = answer(self.problem, plan.status, plan.assessment, plan.binding, plan.conflict,
-                        [repair.text for repair in self.repairs], self.gpu_choices)
+                        [repair.text for repair in self.repairs], self.gpu_choices, plan.binding_details,
+                        plan.runner_up)
         if self.repairs:
             result["repairs"] = [repair.to_dict() for repair in self.repairs]
         if self.pareto is not None:
@@ -135,7 +142,8 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, prepare=None, paret
     problem, plan = best_choice(problems, plans)
     if len(problems) > 1 and (explain or plan.assessment is None):
         again = search(problem, budget, explain=explain)
-        plan = replace(plan, binding=again.binding, conflict=again.conflict)
+        plan = replace(plan, binding=again.binding, conflict=again.conflict, binding_details=again.binding_details,
+                       runner_up=again.runner_up)
     hints = repairs(problem, plan, budget, lambda changes: problem_of(
         changed(document, problem.inputs["gpu.id"], changes))) \
         if explain and plan.status == "infeasible" else []

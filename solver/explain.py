@@ -45,14 +45,19 @@ def config_json(problem: Problem, assessment: Assessment) -> dict:
 
 
 def answer(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
-           suggestions=(), gpu_choices=()) -> dict:
-    """The JSON object printed by `solve --json` and `check --json`."""
+           suggestions=(), gpu_choices=(), details=(), runner_up: Assessment | None = None) -> dict:
+    """The JSON object printed by `solve --json` and `check --json`; ``details`` (search.Binding per
+    binding rule) and ``runner_up`` add `binding_details` and `runner_up` to a plan's answer."""
     result = {"status": status,
               "config": config_json(problem, assessment) if assessment else None,
               "estimate": estimate(problem, assessment) if assessment else None,
               "violations": [{"rule": v.rule, "message": v.message, "severity": v.severity}
                              for v in (assessment.violations if assessment else [])],
               "binding": list(binding), "conflict": list(conflict)}
+    if details:
+        result["binding_details"] = [binding.to_dict() for binding in details]
+    if runner_up is not None:
+        result["runner_up"] = {"config": config_json(problem, runner_up), "estimate": estimate(problem, runner_up)}
     if suggestions:
         result["suggestions"] = list(suggestions)
     if gpu_choices:  # a goal that lists several GPUs: each one's best plan by the objective
@@ -69,7 +74,8 @@ _FORMATS = {"time": "time", "memory": "bytes"}   # how each objective's value pr
 
 
 def report(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
-           suggestions=(), solve_seconds: float | None = None, gpu_choices=()) -> str:
+           suggestions=(), solve_seconds: float | None = None, gpu_choices=(), details=(),
+           runner_up: Assessment | None = None) -> str:
     """The human report: chosen knobs, memory per GPU against capacity, time against deadline."""
     inputs = problem.inputs
     lines = [f"tplan: {problem.model_name} ({format_value(inputs['model.params'])} params) on "
@@ -113,8 +119,26 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
                      + (f" (deadline {format_value(deadline, 'time')})" if deadline else ""))
         for violation in assessment.violations:
             lines.append(f"  {violation.severity}: {violation.rule}: {violation.message}")
-    if binding:
+    if details:
+        lines.append("Binding rules (each stops a better plan one knob away):")
+        better = {"time": "faster", "cost": "cheaper", "memory": "smaller"}.get(problem.objective_name, "better")
+        for binding in details:
+            room = f"{format_value(binding.headroom, 'pct')} headroom: " if binding.headroom is not None else ""
+            gain = binding.blocked["better"]
+            lines.append(f"  {binding.rule} - {room}{binding.now}")
+            lines.append(f"    {binding.blocked['change']} would be "
+                         + (f"{format_value(gain, 'pct')} {better}" if gain is not None else better)
+                         + f", but {binding.blocked['breaks']}")
+    elif binding:
         lines.append(f"Binding rules (they stop a better plan one knob away): {', '.join(binding)}")
+    if runner_up is not None and assessment is not None:
+        objective = problem.objective
+        change = ", ".join(f"{knob} {format_value(value)}" for knob, value in runner_up.config.items()
+                           if value != assessment.config[knob])
+        worse = runner_up.values[objective] / assessment.values[objective] - 1 if assessment.values[objective] else 0
+        lines.append(f"Runner-up (the best other plan one knob away): {change}: "
+                     f"{format_value(runner_up.values[objective], _FORMATS.get(problem.objective_name))} "
+                     f"({'+' if worse >= 0 else ''}{format_value(worse, 'pct')})")
     if conflict:
         lines.append(f"No plan fits. These rules together rule out every plan: {', '.join(conflict)}")
     for suggestion in suggestions:

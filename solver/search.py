@@ -14,11 +14,13 @@ work limit, so answers do not depend on the machine unless the budget cuts them 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from . import expr
 from .compile import CompiledModel, Compiler
 from .errors import InputError
 from .evaluate import Assessment
@@ -56,6 +58,22 @@ class Plan:
     binding: list[str] = field(default_factory=list)
     solve_seconds: float = 0.0
     cuts: int = 0
+    binding_details: list = field(default_factory=list)   # Binding per binding rule
+    runner_up: Assessment | None = None                   # the best other plan one knob away
+
+
+@dataclass
+class Binding:
+    """A rule that stops a better plan one knob away: how near the plan is to the rule's limit, and
+    the best plan it stops."""
+
+    rule: str
+    now: str                  # the rule's message on the plan (its numbers against the limit)
+    headroom: float | None    # the share of the limit the plan leaves free (a comparison's rule)
+    blocked: dict             # the better plan it stops: its change, how much better, what it breaks
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "now": self.now, "headroom": self.headroom, "blocked": self.blocked}
 
 
 class Search:
@@ -180,15 +198,47 @@ class Search:
             best = found
         return best
 
-    def binding(self, plan: Assessment) -> list[str]:
-        """Rules that stop a better neighbouring plan: change one knob of the plan to another
-        value of its domain; where that would improve the objective but breaks rules, those bind."""
-        objective, found = self.problem.objective, set()
+    def binding(self, plan: Assessment) -> tuple[list[Binding], Assessment | None]:
+        """Rules that stop a better neighbouring plan (change one knob of the plan to another value of
+        its domain: where that would improve the objective but breaks rules, those bind), each with
+        its headroom and the best plan it stops; and the runner-up, the best passing neighbour."""
+        objective, blocked, runner_up = self.problem.objective, {}, None
         for config in _neighbours(plan.config, self.domains, pairs=False):
             neighbour = self.evaluator.assess(config)
-            if neighbour.values[objective] < plan.values[objective]:
-                found.update(v.rule for v in neighbour.violations if v.severity == "error")
-        return sorted(found)
+            if neighbour.passes:
+                if runner_up is None or neighbour.values[objective] < runner_up.values[objective]:
+                    runner_up = neighbour
+            elif neighbour.values[objective] < plan.values[objective]:
+                for violation in neighbour.violations:
+                    best = blocked.get(violation.rule)
+                    if violation.severity == "error" and (best is None or neighbour.values[objective]
+                                                          < best[0].values[objective]):
+                        blocked[violation.rule] = (neighbour, violation.message)
+        constraints = {constraint.id: constraint for constraint in self.problem.rules.constraints}
+        found = [Binding(rule, self.evaluator.message(constraints[rule], plan.config, {}),
+                         self._headroom(constraints[rule], plan.config),
+                         {"change": _change(plan.config, neighbour.config),
+                          "better": 1 - neighbour.values[objective] / plan.values[objective] if plan.values[objective]
+                          else None, "breaks": message})
+                 for rule, (neighbour, message) in sorted(blocked.items())]
+        return found, runner_up
+
+    def _headroom(self, constraint, config: dict) -> float | None:
+        """The share of its limit a comparison's rule leaves free at ``config`` (None for other rules)."""
+        node = constraint.condition
+        if not (isinstance(node, expr.Binary) and node.op in ("<", "<=", ">", ">=")):
+            return None
+        memo = {}
+        left, right = self.evaluator.value(node.left, config, memo), self.evaluator.value(node.right, config, memo)
+        used, limit = (left, right) if node.op in ("<", "<=") else (right, left)
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (used, limit)) or not limit:
+            return None
+        return (limit - used) / abs(limit)
+
+
+def _change(config: dict, other: dict) -> str:
+    """The knob ``other`` changes, as `knob value`."""
+    return ", ".join(f"{knob} {other[knob]}" for knob in other if other[knob] != config[knob])
 
 
 def _neighbours(config: dict, domains: dict, pairs: bool = True):
@@ -265,5 +315,6 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     elapsed = time.perf_counter() - started
     plan = Plan(status_name, better or assessment, solve_seconds=elapsed, cuts=search.cuts)
     if explain:
-        plan.binding = search.binding(plan.assessment)
+        plan.binding_details, plan.runner_up = search.binding(plan.assessment)
+        plan.binding = [binding.rule for binding in plan.binding_details]
     return plan

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 import tplan
 from conftest import EXAMPLES, ROOT, run_json
@@ -234,3 +235,22 @@ def test_repairs_of_an_infeasible_goal_are_verified_plans():
         else:
             assert [v["rule"] for v in checked.violations if v["severity"] == "error"] == [
                 repair["change"].split(":")[0].removeprefix("relax ")]
+
+
+def test_binding_rules_come_with_headroom_the_plan_they_stop_and_a_runner_up():
+    goal = str(EXAMPLES / "quickstart.yaml")
+    answer = tplan.solve(goal)
+    assert [detail["rule"] for detail in answer.binding_details] == answer.binding
+    memory = next(detail for detail in answer.binding_details if detail["rule"] == "memory/fits-gpu-memory")
+    assert 0 < memory["headroom"] < 1 and "GiB per GPU" in memory["now"]
+    # the plan it stops is better and really breaks the rule
+    knob, value = memory["blocked"]["change"].split()
+    stopped = tplan.check({**yaml.safe_load(open(goal)), "knobs": {**answer.config, knob: int(value)}})
+    assert "memory/fits-gpu-memory" in [violation["rule"] for violation in stopped.violations]
+    assert stopped.estimate["train_seconds"] < answer.estimate["train_seconds"]
+    assert memory["blocked"]["better"] == pytest.approx(1 - stopped.estimate["train_seconds"]
+                                                        / answer.estimate["train_seconds"], rel=1e-9)
+    # the runner-up passes every rule and is no better than the plan
+    runner_up = tplan.check({**yaml.safe_load(open(goal)), "knobs": answer.runner_up["config"]})
+    assert runner_up.status == "pass"
+    assert runner_up.estimate["train_seconds"] >= answer.estimate["train_seconds"]
