@@ -6,12 +6,12 @@ carries these structured comment lines (YAML after the colon; the goal schema ad
     # seed-estimate: {time: "24-36 h", hours: [24, 36], memory: "24-28 GB", memory_gb: [24, 28]}
     # expect: optimal            (or: infeasible)
     # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
-    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step} and
+    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step}, {cost}, {gpu} and
     #      {slower} (the seed's middle time over tplan's) stand for tplan's own figures, filled in
     #      from the answer so that the sentence never goes stale when the model changes
 
 The seed's numbers come from that header; every tplan number comes from solving the example now
-(tplan.goal.load_problem + tplan.search.solve), so the doc follows the rule packs.
+(tplan.api.plan_goal, as `tplan solve` does), so the doc follows the rule packs.
 
     python scripts/scenarios.py            # writes docs/scenarios.md
     python scripts/scenarios.py --check    # exit 1 when docs/scenarios.md is stale
@@ -28,14 +28,11 @@ from pathlib import Path
 
 import yaml
 
+from tplan.api import plan_goal
 from tplan.evaluate import format_value
 from tplan.explain import answer
-from tplan.repair import repairs
-from tplan.api import plan_goal
-from tplan.goal import changed, load_problem
-from tplan.load import read
-from tplan.stages import is_staged
 from tplan.search import solve, with_rules
+from tplan.stages import Staged
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -84,13 +81,11 @@ def _memory_problem(problem):
 
 def run(path: Path) -> dict:
     """Solve one example; return plain numbers (picklable) for the doc and the tests."""
-    if is_staged(read(path)):
-        staged = plan_goal(path, (), TIME_LIMIT, explain=True)
-        return {"path": str(path), "status": staged.status, "answer": staged.answer(), "staged": True}
-    problem = load_problem(path)
-    plan = solve(problem, TIME_LIMIT, explain=True)
-    result = {"path": str(path), "status": plan.status,
-              "answer": answer(problem, plan.status, plan.assessment, plan.binding, plan.conflict)}
+    planned = plan_goal(path, (), TIME_LIMIT, explain=True)
+    if isinstance(planned, Staged):
+        return {"path": str(path), "status": planned.status, "answer": planned.answer(), "staged": True}
+    problem, plan = planned.problem, planned.plan   # a goal listing GPUs: the one answered
+    result = {"path": str(path), "status": plan.status, "answer": planned.answer()}
     if plan.assessment is not None:
         values = plan.assessment.values
         result["stability"] = {key: values[key] for key in ("learning_rate", "warmup_ratio", "gradient_clipping")}
@@ -99,10 +94,7 @@ def run(path: Path) -> dict:
             smallest = solve(_memory_problem(problem), TIME_LIMIT, explain=False)
             result["smallest_memory"] = smallest.assessment.values["memory_per_gpu"] if smallest.assessment else None
     else:
-        def variant(changes: dict):
-            return load_problem(changed(read(path), problem.inputs["gpu.id"], changes))
-        result["suggestions"] = ([repair.text for repair in repairs(problem, plan, TIME_LIMIT, variant)]
-                                 if plan.status == "infeasible" else [])
+        result["suggestions"] = [repair.text for repair in planned.repairs]
         if MEMORY_RULE in plan.conflict:
             # How much memory would the goal need? Drop the capacity rule and minimise memory.
             rules = {c.id for c in problem.rules.constraints} - {MEMORY_RULE}
@@ -168,6 +160,10 @@ def why(item: dict, estimate: dict | None) -> str:
     if "optimizer_steps" in estimate:   # one run (a staged goal's estimate is its stages' totals)
         figures.update(mfu=f"{estimate['model_flops_utilization'] * 100:.0f}%",
                        step=_time(estimate["train_seconds"] / estimate["optimizer_steps"]))
+    if estimate.get("cost"):
+        figures["cost"] = f"${estimate['cost']:,.0f}"
+    if (item["answer"].get("config") or {}).get("gpu"):
+        figures["gpu"] = item["answer"]["config"]["gpu"]
     figures.update({
                "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"})
     for name, value in figures.items():
