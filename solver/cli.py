@@ -185,9 +185,9 @@ def _targets(targets: tuple[str, ...], output: str | None) -> list[str]:
         if name not in emit.TARGETS:
             raise click.BadParameter(f"{name!r} is not one of {', '.join(emit.TARGETS)}", param_hint="--emit")
     if names and not output:
-        raise click.UsageError("--emit writes its files under -o/--output DIR; name the folder")
+        raise click.UsageError("--emit: expected -o/--output DIR, the folder its files go under")
     if output and not names:
-        raise click.UsageError("-o/--output is the folder for --emit's files; name a target with --emit")
+        raise click.UsageError("-o/--output: expected --emit TARGET beside it (it is the folder for --emit's files)")
     return names
 
 
