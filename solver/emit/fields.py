@@ -57,35 +57,23 @@ class Fields:
             raise self.error(key_path, f"an integer from {minimum} to {maximum:,}, not {quote(value)}")
         return value
 
-    def number(self, key_path: tuple, default=None):
-        value = self.raw(key_path)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key_path, f"a number, not {quote(value)}")
-        return value
-
     def flag(self, key_path: tuple, default: bool = False) -> bool:
-        value = self.raw(key_path)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.error(key_path, f"true or false, not {quote(value)}")
-        return value
+        return self._typed(key_path, default, lambda value: isinstance(value, bool), "true or false")
 
     def text(self, key_path: tuple, default=None):
-        value = self.raw(key_path)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.error(key_path, f"a string, not {quote(value)}")
-        return value
+        return self._typed(key_path, default, lambda value: isinstance(value, str), "a string")
 
     def names(self, key_path: tuple) -> list[str]:
         """A list of strings ([] when absent)."""
-        value = self.raw(key_path, [])
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.error(key_path, f"a list of names, not {quote(value)}")
+        return self._typed(key_path, [], lambda value: isinstance(value, list) and
+                           all(isinstance(item, str) for item in value), "a list of names")
+
+    def _typed(self, key_path: tuple, default, accepts, expected: str):
+        value = self.raw(key_path)
+        if value is None:
+            return default
+        if not accepts(value):
+            raise self.error(key_path, f"{expected}, not {quote(value)}")
         return value
 
     def choice(self, key_path: tuple, meanings: dict, default=None):

@@ -4,7 +4,6 @@ back."""
 
 from __future__ import annotations
 
-import math
 
 from .. import catalog
 from ..errors import InputError
