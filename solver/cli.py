@@ -125,14 +125,14 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
     budget = Budget(time_limit)  # the whole command, loading included
     targets = _targets(targets, output)
     files_out = [path for path in (deepspeed_out, hf_out, plot_out) if path]
-    engines = targets + (["hf"] if hf_out else ["deepspeed"] if deepspeed_out else [])
+    engines = list(dict.fromkeys(targets + (["hf"] if hf_out else ["deepspeed"] if deepspeed_out else [])))
     if plot_out:
         plot.check_target(plot_out)
     narrowed: list[str] = []
 
     def prepare(problem):
         check_targets(files_out, problem.sources)
-        narrowed[:] = emit.restrict(problem, list(dict.fromkeys(engines)))
+        narrowed[:] = emit.restrict(problem, engines)
         if hf_out and not deepspeed_out:  # the Trainer runs ZeRO and offload only from a DeepSpeed JSON
             narrowed.extend(emit.narrow(problem, {"zero_stage": (0,), "offload": ("none",)},
                                         "--hf-args without --deepspeed"))
@@ -145,10 +145,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
     written = []
     if plan.assessment is not None:
         contents = _single_files(problem, plan.assessment, deepspeed_out, hf_out)
-        if targets:
-            contents.update(emit.files(problem, plan.assessment, targets, output))
-            for path in contents:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        contents.update(_engine_files([(problem, plan.assessment, output)], targets))
         if plot_out:
             contents[plot_out] = plot.figure(plot_out, planned.pareto, plan.assessment)
         check_targets(list(contents), problem.sources)
@@ -156,12 +153,12 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
         written = list(contents)
         if launch:
             click.echo(_launch_line(problem, plan.assessment, deepspeed_out), err=as_json)
-    restricted = f"kept to what {', '.join(dict.fromkeys(engines))} run{'s' if len(engines) == 1 else ''}: " \
+    restricted = f"kept to what {', '.join(engines)} run{'s' if len(engines) == 1 else ''}: " \
                  f"{', '.join(narrowed)}" if narrowed else None
     if as_json:
         answer = planned.answer()
         if engines:
-            answer["emitted"] = {"targets": list(dict.fromkeys(engines)), "files": written, "restricted": narrowed}
+            answer["emitted"] = {"targets": engines, "files": written, "restricted": narrowed}
         _print_json(answer)
     else:
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
@@ -191,6 +188,16 @@ def _targets(targets: tuple[str, ...], output: str | None) -> list[str]:
     return names
 
 
+def _engine_files(plans: list[tuple], targets: list[str]) -> dict:
+    """--emit's files of each (problem, plan, folder), in FOLDER/TARGET/ (made here: the plans exist)."""
+    contents = {}
+    for problem, plan, folder in plans if targets else ():
+        contents.update(emit.files(problem, plan, targets, folder))
+    for path in contents:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return contents
+
+
 def _single_files(problem, plan, deepspeed_out: str | None, hf_out: str | None) -> dict:
     """--deepspeed FILE and --hf-args FILE: one DeepSpeed JSON and one TRL config (naming each other)."""
     run = Run.of(problem, plan)
@@ -207,9 +214,9 @@ def _launch_line(problem, plan, deepspeed_out: str | None) -> str:
     """The command that starts the plan: the deepspeed launcher where it uses ZeRO, else torchrun."""
     run = Run.of(problem, plan)
     if deepspeed.used(run):
-        words = launchers.deepspeed(run) + ['"${TRAIN_SCRIPT:-train.py}"', "--deepspeed", deepspeed_out or "ds_config.json"]
+        words = launchers.deepspeed(run) + [deepspeed.SCRIPT, "--deepspeed", deepspeed_out or "ds_config.json"]
     else:
-        words = launchers.torchrun(run) + ['"${TRAIN_SCRIPT:-train.py}"']
+        words = launchers.torchrun(run) + [deepspeed.SCRIPT]
     return launchers.line(words)
 
 
@@ -221,12 +228,9 @@ def _staged(staged: Staged, goal: str, as_json: bool, single_files, targets: lis
                                          "(--emit TARGET -o DIR writes each stage's files in DIR/STAGE/TARGET/)")
     written = []
     if targets and staged.totals() is not None and not staged.conflict:
-        contents = {}
-        for name, planned in staged.stages:
-            folder = Path(output) / re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
-            contents.update(emit.files(planned.problem, planned.plan.assessment, targets, str(folder)))
-        for path in contents:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        contents = _engine_files([(planned.problem, planned.plan.assessment,
+                                   str(Path(output) / re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")))
+                                  for name, planned in staged.stages], targets)
         check_targets(list(contents), [planned.problem.file for _, planned in staged.stages])
         write_all(contents)
         written = list(contents)
