@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .emit.readback import engine_of, engine_problem, side_file
+from .emit.readback import engine_of, engine_problem
 from .errors import InputError
 from .explain import answer, config_json, estimate
 from .goal import Problem, changed, gpu_choices, load_problem
@@ -178,7 +178,7 @@ def config_problem(config, goal, rules: tuple) -> Problem:
     document = read(config)
     if engine_of(document) is None:
         return load_problem(document, pinned=True, extra_rules=tuple(rules))
-    base = _source(goal) if goal is not None else side_file(document)
+    base = _source(goal) if goal is not None else None
     return engine_problem(document, read(base) if isinstance(base, (str, Path)) else base, tuple(rules))
 
 

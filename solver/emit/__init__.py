@@ -111,6 +111,7 @@ def files(problem: Problem, plan: Assessment, names: list[str], folder: str) -> 
 
 
 def side_name(main: str) -> str:
+    """NAME.tplan.yaml for an engine's NAME.json/.yaml/.toml: the file `tplan check` reads beside it."""
     return str(Path(main).with_suffix(".tplan.yaml"))
 
 

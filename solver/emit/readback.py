@@ -11,11 +11,8 @@ from ..catalog import find_model
 from ..errors import InputError
 from ..goal import Problem, load_problem
 from ..load import Document, read
-from . import accelerate, axolotl, deepspeed, huggingface, torchtitan, torchtune
+from . import accelerate, axolotl, deepspeed, huggingface, side_name, torchtitan, torchtune
 from .fields import Fields
-
-ENGINES = ("deepspeed", "hf", "accelerate", "axolotl", "torchtitan", "torchtune")
-
 
 def engine_of(document: Document) -> str | None:
     """The engine whose config this is, or None for a tplan goal or config."""
@@ -37,12 +34,12 @@ def engine_of(document: Document) -> str | None:
     return None
 
 
-def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, dict, list[str]]:
+def reading(document: Document, engine: str, goal_knobs: dict,
+            arguments: Document | None = None) -> tuple[dict, dict, list[str]]:
     """(knobs, goal settings, the other files of the run read) of an engine's config and its
-    companions; ``goal_knobs`` (the goal's one value of each) stand in for a lone DeepSpeed JSON's
-    "auto" values."""
+    companions; ``arguments`` are the Trainer arguments that name a DeepSpeed JSON (see naming),
+    ``goal_knobs`` (the goal's one value of each) stand in for a lone DeepSpeed JSON's "auto" values."""
     if engine == "deepspeed":
-        arguments = naming(document)
         if arguments is not None:  # the Trainer arguments that name this JSON own its "auto" values
             knobs, settings, companions = reading(arguments, engine_of(arguments), goal_knobs)
             return knobs, settings, [arguments.path, *companions]
@@ -138,29 +135,25 @@ def implied_gpus(knobs: dict, goal_knobs: dict) -> dict:
 
 
 def engine_problem(document: Document, goal: Document | None, rules: tuple) -> Problem:
-    """The config an engine's file (with its companions) describes, on the goal's hardware and data."""
+    """The config an engine's file (with its companions) describes, on the goal's hardware and data:
+    ``goal``, or else NAME.tplan.yaml beside the file (or beside the Trainer arguments that name a
+    DeepSpeed JSON)."""
     engine = engine_of(document)
+    arguments = naming(document) if engine == "deepspeed" else None
     if goal is None:
-        raise InputError(document.path, "", f"--goal GOAL.yaml or {Path(document.path).with_suffix('.tplan.yaml').name} "
-                                            f"beside it, naming the hardware and data (and the model, where the file "
-                                            f"names none) that a {engine} config does not carry")
-    knobs, settings, _ = reading(document, engine, _single_values(goal))
+        sides = [Path(side_name(path)) for path in (document.path, *([arguments.path] if arguments else []))]
+        goal = next((read(side) for side in sides if side.is_file()), None)
+    if goal is None:
+        raise InputError(document.path, "", f"--goal GOAL.yaml or {Path(side_name(document.path)).name} beside it, "
+                                            f"naming the hardware and data (and the model, where the file names "
+                                            f"none) that a {engine} config does not carry")
+    knobs, settings, _ = reading(document, engine, _single_values(goal), arguments)
     goal = _with_settings(goal, settings, document)
     if goal.data.get("framework", "deepspeed") == "deepspeed" and knobs.get("precision") == "bf16-pure" and \
             (knobs.get("zero_stage", 0) > 0 or knobs.get("offload", "none") != "none"):
         knobs["precision"] = "bf16"  # DeepSpeed's ZeRO optimizers keep fp32 master weights whatever the model's dtype
     return load_problem(goal, pinned=True, extra_rules=rules, knobs=implied_gpus(knobs, goal.data.get("knobs") or {}),
                         knobs_file=document.path)
-
-
-def side_file(document: Document) -> Document | None:
-    """NAME.tplan.yaml beside an engine's file, or beside the Trainer arguments that name a DeepSpeed JSON."""
-    named = naming(document) if engine_of(document) == "deepspeed" else None
-    for path in (document.path, *([named.path] if named is not None else [])):
-        side = Path(path).with_suffix(".tplan.yaml")
-        if side.is_file():
-            return read(side)
-    return None
 
 
 def _single_values(goal: Document) -> dict:
