@@ -23,7 +23,6 @@ from . import accelerate, axolotl, deepspeed, huggingface, torchtitan
 from .run import Run
 
 NOT_FP8 = ("fp32", "fp16", "bf16", "bf16-pure")
-ONE = (1,)
 
 
 @dataclass(frozen=True)
@@ -34,27 +33,19 @@ class Target:
     frameworks: tuple
     runs: object        # knob -> the values this engine can run (other knobs: any), or Problem -> that
     files: object       # Run -> {file name: text, or a dict/list written as JSON, YAML or TOML by suffix}
-    description: str
     loads_transformers: bool = True     # the engine loads the model with transformers (by its model_type)
 
 
-TARGETS = {
-    "deepspeed": Target("ds_config.json", ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE,
-                                                           "precision": ("fp32", "fp16", "bf16")},
-                        deepspeed.files, "ds_config.json and a deepspeed launch line for your training script",
-                        loads_transformers=False),
-    "hf": Target(huggingface.CONFIG_FILE, ("deepspeed",), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
-                                  "grad_checkpointing": (False, True)},
-                 huggingface.files, "a TRL SFT config (Hugging Face TrainingArguments) with ds_config.json, "
-                                    "for `trl sft`"),
-    "accelerate": Target(accelerate.CONFIG_FILE, ("deepspeed", "fsdp"), accelerate.runs, accelerate.files, "an accelerate config (DeepSpeed or FSDP, fp8 recipe) with the TRL "
-                                           "SFT config, for `accelerate launch`"),
-    "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files,
-                         "a torchtitan job config (TOML) for tensor, pipeline and context parallelism and fp8",
-                         loads_transformers=False),
-    "axolotl": Target(axolotl.CONFIG_FILE, ("deepspeed", "fsdp"), {"tp": ONE, "pp": ONE, "cp": ONE, "vp": ONE, "precision": NOT_FP8,
-                                              "grad_checkpointing": (False, True)},
-                      axolotl.files, "an axolotl YAML (with ds_config.json under DeepSpeed) for fine-tunes"),
+TARGETS = {  # what each writes and runs: docs/engines.md
+    "deepspeed": Target("ds_config.json", ("deepspeed",),
+                        {"tp": (1,), "pp": (1,), "cp": (1,), "vp": (1,), "precision": ("fp32", "fp16", "bf16")},
+                        deepspeed.files, loads_transformers=False),
+    "hf": Target(huggingface.CONFIG_FILE, ("deepspeed",), {**huggingface.TRAINER_RUNS, "precision": NOT_FP8},
+                 huggingface.files),
+    "accelerate": Target(accelerate.CONFIG_FILE, ("deepspeed", "fsdp"), accelerate.runs, accelerate.files),
+    "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files, loads_transformers=False),
+    "axolotl": Target(axolotl.CONFIG_FILE, ("deepspeed", "fsdp"), {**huggingface.TRAINER_RUNS, "precision": NOT_FP8},
+                      axolotl.files),
 }
 
 

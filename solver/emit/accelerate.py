@@ -18,7 +18,7 @@ FP8_RECIPE = {"backend": "TE", "fp8_format": "HYBRID", "amax_history_len": 1024,
 def runs(problem) -> dict:
     """FSDP2 or DeepSpeed without tensor, pipeline or context parallelism; fp8 (TE) only under FSDP:
     a DeepSpeed JSON file leaves accelerate no mixed_precision to set."""
-    narrowed = {"tp": (1,), "pp": (1,), "cp": (1,), "vp": (1,), "grad_checkpointing": (False, True)}
+    narrowed = dict(huggingface.TRAINER_RUNS)
     if problem.inputs["framework"] == "deepspeed":
         narrowed["precision"] = ("fp32", "fp16", "bf16", "bf16-pure")
     return narrowed

@@ -14,6 +14,9 @@ OPTIMIZERS_READ = {**{name: knob for knob, name in OPTIMIZERS.items()}, "adamw_t
                    "adamw_hf": "adamw", "adamw_apex_fused": "adamw", "adamw_8bit": "adamw-8bit",
                    "paged_adamw_8bit": "paged-adamw-8bit", "lion_8bit": "lion", "paged_lion_32bit": "lion",
                    "adamw_torch_4bit": "adamw-8bit", "sgd": "sgd"}
+# what the Hugging Face Trainer runs (axolotl and accelerate launch it too): data parallelism with ZeRO
+# or FSDP, no tensor, pipeline or context parallelism, and no selective recomputation
+TRAINER_RUNS = {"tp": (1,), "pp": (1,), "cp": (1,), "vp": (1,), "grad_checkpointing": (False, True)}
 DS_FILE = "ds_config.json"
 DATASET = '"${DATASET:?set DATASET to the Hugging Face dataset id to train on}"'
 CONFIG_FILE = "sft_config.yaml"
