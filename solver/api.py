@@ -73,7 +73,7 @@ def solve(goal: dict | str | Path, *, rules: tuple = (), time_limit: float = 60.
     return Answer(**planned.answer())
 
 
-def check(config: dict | str | Path, *, rules: tuple = (), goal: dict | str | Path | None = None) -> Answer:
+def check(config: dict | str | Path | Document, *, rules: tuple = (), goal: dict | str | Path | None = None) -> Answer:
     """``config`` (a tplan config, or an engine's config - DeepSpeed JSON, Trainer arguments or TRL
     config, accelerate, axolotl, torchtitan, torchtune - with ``goal`` for what it does not carry)
     checked against every rule, as `tplan check --json` answers."""
@@ -175,7 +175,7 @@ def config_problem(config, goal, rules: tuple) -> Problem:
     none) come from ``goal`` or from NAME.tplan.yaml beside it."""
     if isinstance(config, dict):
         return load_problem(_source(config), pinned=True, extra_rules=tuple(rules))
-    document = read(config)
+    document = config if isinstance(config, Document) else read(config)
     if engine_of(document) is None:
         return load_problem(document, pinned=True, extra_rules=tuple(rules))
     base = _source(goal) if goal is not None else None

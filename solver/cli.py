@@ -261,14 +261,16 @@ def _staged(staged: Staged, goal: str, as_json: bool, single_files, targets: lis
 def check(configs, as_json, goal, skip_unknown, rules):
     """Check CONFIGS (tplan configs, or DeepSpeed JSON, Trainer/TRL arguments, accelerate, axolotl,
     torchtitan or torchtune configs; - for standard input) against every rule; exit 1 on a violation."""
-    configs = list(dict.fromkeys(_checked_file(path) for path in configs))
-    if skip_unknown:
-        configs = [path for path in configs if _checkable(path, goal)]
-    answers = [check_config(path, rules=_team_packs(rules), goal=goal) for path in configs]
+    documents = {}
+    for path in dict.fromkeys(_checked_file(path) for path in configs):
+        document = _config_document(path, goal) if skip_unknown else read(path)
+        if document is not None:
+            documents[path] = document
+    answers = [check_config(document, rules=_team_packs(rules), goal=goal) for document in documents.values()]
     if as_json:
-        _print_json([{"file": path, **result.to_dict()} for path, result in zip(configs, answers)])
+        _print_json([{"file": path, **result.to_dict()} for path, result in zip(documents, answers)])
     else:
-        for path, result in zip(configs, answers):
+        for path, result in zip(documents, answers):
             for violation in result.violations:
                 click.echo(f"{path}: {violation['rule']}: {violation['message']}"
                            + (" (warning)" if violation["severity"] != "error" else ""))
@@ -277,22 +279,23 @@ def check(configs, as_json, goal, skip_unknown, rules):
     return EXIT_NO if failed else 0
 
 
-def _checkable(path: str, goal: str | None) -> bool:
-    """Whether the hook should check a file: an engine's config, or a tplan config (a goal file, the
-    --goal itself and other YAML are not configs)."""
-    if path == STDIN:
-        return True
-    if goal and Path(path).resolve() == Path(goal).resolve():
-        return False
+def _config_document(path: str, goal: str | None):
+    """The file read, if the hook should check it: an engine's config or a tplan config; None for a
+    goal file, the --goal itself and other YAML, JSON or TOML."""
+    if path != STDIN and goal and Path(path).resolve() == Path(goal).resolve():
+        return None
     try:
         document = read(path)
     except InputError:
-        return Path(path).name.endswith(".tplan.yaml")  # a broken tplan config is reported, not skipped
-    if engine_of(document) is not None:
-        return True
+        if Path(path).name.endswith(".tplan.yaml"):  # a broken tplan config is reported, not skipped
+            raise
+        return None
+    if path == STDIN or engine_of(document) is not None:
+        return document
     data = document.data
-    return isinstance(data, dict) and "hardware" in data and "stages" not in data and \
+    is_config = isinstance(data, dict) and "hardware" in data and "stages" not in data and \
         not any(isinstance(value, list) for value in (data.get("knobs") or {}).values())
+    return document if is_config else None
 
 
 def _checked_file(path: str) -> str:
