@@ -66,6 +66,11 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
     return result
 
 
+def changed_knobs(config: dict, other: dict) -> str:
+    """The knobs ``other`` changes from ``config``, as `knob value`."""
+    return knob_text({knob: value for knob, value in other.items() if value != config[knob]})
+
+
 def knob_text(config: dict) -> str:
     return ", ".join(f"{key} {format_value(value)}" for key, value in config.items())
 
@@ -133,8 +138,7 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
         lines.append(f"Binding rules (they stop a better plan one knob away): {', '.join(binding)}")
     if runner_up is not None and assessment is not None:
         objective = problem.objective
-        change = ", ".join(f"{knob} {format_value(value)}" for knob, value in runner_up.config.items()
-                           if value != assessment.config[knob])
+        change = changed_knobs(assessment.config, runner_up.config)
         worse = runner_up.values[objective] / assessment.values[objective] - 1 if assessment.values[objective] else 0
         lines.append(f"Runner-up (the best other plan one knob away): {change}: "
                      f"{format_value(runner_up.values[objective], _FORMATS.get(problem.objective_name))} "

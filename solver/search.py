@@ -24,6 +24,7 @@ from . import expr
 from .compile import CompiledModel, Compiler
 from .errors import InputError
 from .evaluate import Assessment
+from .explain import changed_knobs
 from .fold import fold
 from .goal import Problem
 
@@ -217,7 +218,7 @@ class Search:
         constraints = {constraint.id: constraint for constraint in self.problem.rules.constraints}
         found = [Binding(rule, self.evaluator.message(constraints[rule], plan.config, {}),
                          self._headroom(constraints[rule], plan.config),
-                         {"change": _change(plan.config, neighbour.config),
+                         {"change": changed_knobs(plan.config, neighbour.config),
                           "better": 1 - neighbour.values[objective] / plan.values[objective] if plan.values[objective]
                           else None, "breaks": message})
                  for rule, (neighbour, message) in sorted(blocked.items())]
@@ -234,11 +235,6 @@ class Search:
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (used, limit)) or not limit:
             return None
         return (limit - used) / abs(limit)
-
-
-def _change(config: dict, other: dict) -> str:
-    """The knob ``other`` changes, as `knob value`."""
-    return ", ".join(f"{knob} {other[knob]}" for knob in other if other[knob] != config[knob])
 
 
 def _neighbours(config: dict, domains: dict, pairs: bool = True):
