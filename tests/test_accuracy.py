@@ -321,10 +321,6 @@ def test_step_time_on_sources_the_constants_never_saw(sections):
     assert scales == {"single GPU", "one node", "several nodes"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 9 target unmet: leave-one-source-out median 13.2% (docs/accuracy.md (i)); the fit sits at its bounds "
-    "(matmul_efficiency 1, dp_overlap 0, collective_hop_seconds 3e-5), so the model lacks structure the runs have "
-    "(DeepSpeed 2021 ZeRO-3 baselines, torch.compile, single-run sources weighted as whole projects)"))
 def test_leave_one_source_out_median_meets_the_target(sections):
     assert sections["step_time"]["loso_median"] <= 0.12
 
