@@ -116,6 +116,11 @@ class Search:
         # CP-SAT's presolve wrongly proved some large scaled models infeasible (ortools 9.15, an
         # 8-node goal in scripts/benchmark.py) and search is faster without it on these models.
         solver.parameters.cp_model_presolve = False
+        # Probing and the LP relaxation cost more than they prune on these models (table lookups
+        # and products of knob tables): without them the benchmark's all-knob goals solve about a
+        # third faster to the same proven optimum (docs/benchmark.md).
+        solver.parameters.cp_model_probing_level = 0
+        solver.parameters.linearization_level = 0
         return solver
 
     def config_of(self, solver: cp_model.CpSolver) -> dict:
