@@ -563,7 +563,7 @@ def deepspeed_estimators() -> dict:
         lines += ["DeepSpeed's own functions, run in the same process as this script "
                   "(`estimate_zero2_model_states_mem_needs_all_cold`, "
                   "`estimate_zero3_model_states_mem_needs_all_cold`, "
-                  f"same P, largest layer and 1 x 8 GPUs): their GPU column "
+                  "same P, largest layer and 1 x 8 GPUs): their GPU column "
                   + ("matches the formula column above in every row." if agree
                      else "DIFFERS from the formula column above."),
                   "", "```", live["zero2"]["text"], "", live["zero3"]["text"], "```", ""]
@@ -1066,7 +1066,7 @@ def llm_analysis(records: list[dict]) -> dict:
 
     best = min((step / 100 for step in range(1, 101)), key=median_error)
     same = [record for record in records if record["id"] in default]
-    rows = [[f"llm-analysis, its default (efficiency 1.0)", str(len(default)), f"{median_error(1.0) * 100:.1f}%",
+    rows = [["llm-analysis, its default (efficiency 1.0)", str(len(default)), f"{median_error(1.0) * 100:.1f}%",
              f"{worst_error(1.0) * 100:.0f}%"]]
     rows += [[f"llm-analysis, fixed efficiency {e:g}", str(len(default)), f"{median_error(e) * 100:.1f}%",
               f"{worst_error(e) * 100:.0f}%"] for e in (0.3, 0.4, 0.5, 0.6)]

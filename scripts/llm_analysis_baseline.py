@@ -30,7 +30,7 @@ from llm_analysis import analysis as la
 from llm_analysis.config import DtypeConfig, GPUConfig, ModelConfig, ParallelismConfig
 from llm_analysis.logger import logger as la_logger
 
-from tplan import catalog
+from tplan import catalog, hfconfig
 
 EFFICIENCIES = (0.3, 0.4, 0.5, 0.6)
 SIXTEEN_BIT = {"bf16", "fp16", "bf16-pure"}
@@ -40,7 +40,7 @@ def shape_of(model, named: dict, where: str, base: Path) -> dict:
     """An explicit shape as given, {hf_config: path} (relative to the file), a name in the file's
     `models:`, or a catalog model."""
     if isinstance(model, dict) and "hf_config" in model:
-        return catalog.complete_shape(catalog.shape_from_hf_config(str(base / model["hf_config"]), "measurements", where))
+        return catalog.complete_shape(hfconfig.shape_from_hf_config(str(base / model["hf_config"]), "measurements", where))
     if isinstance(model, dict):
         return catalog.complete_shape(model)
     if model in named:

@@ -16,7 +16,6 @@ SHAPE_DEFAULTS = {"head_dim": None, "kv_heads": None, "norm": "rmsnorm", "norms_
                   "shared_expert_ffn_hidden": 0, "shared_expert_gate": False, "dense_layers": 0,
                   "gated_mlp": True, "tied_embeddings": False, "max_context": 0, "dropout": False}
 PARAMS_TOLERANCE = 0.03     # an explicit `params` may differ this much from the count of its shape
-HF_MAXIMUM = 2**24          # no config.json size or count is larger (Llama 4 Scout: 10.5M positions)
 SHAPE_REQUIRED = ("layers", "hidden", "heads", "ffn_hidden", "vocab")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -198,105 +197,6 @@ def lora_params_per_rank(shape: dict, targets: list[str]) -> int:
     dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
     per_layer_attention = sum(attention[target] for target in targets if target in attention)
     return shape["layers"] * per_layer_attention + dense * mlp(shape["ffn_hidden"]) + sparse * moe
-
-
-# config.json families tplan counts exactly (tests/test_architectures.py checks each against the model
-# transformers builds on the meta device). Per family: the defaults its config class applies when a
-# key is missing, and the parts of its blocks that no key states.
-HF_FAMILIES = {
-    "llama": {"tied_embeddings": False}, "mistral": {"tied_embeddings": False},
-    "mixtral": {"tied_embeddings": False}, "phi3": {"tied_embeddings": False},
-    "qwen2": {"tied_embeddings": False, "qkv_bias": True},
-    "qwen2_moe": {"tied_embeddings": False, "qkv_bias": True, "shared_expert_gate": True},
-    "qwen3": {"tied_embeddings": False, "qk_norm": True}, "qwen3_moe": {"tied_embeddings": False, "qk_norm": True},
-    "gemma": {"tied_embeddings": True}, "gemma2": {"tied_embeddings": True, "norms_per_layer": 4},
-    "gemma3_text": {"tied_embeddings": True, "norms_per_layer": 4, "qk_norm": True},
-    "gpt2": {"tied_embeddings": True, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
-             "attn_out_bias": True, "mlp_bias": True},
-    "gpt_neox": {"tied_embeddings": False, "gated_mlp": False, "norm": "layernorm", "qkv_bias": True,
-                 "attn_out_bias": True, "mlp_bias": True},
-}
-HF_ALIASES = {"gemma3": "gemma3_text"}       # multimodal wrappers whose text_config holds the LM
-UNSUPPORTED_FAMILIES = {"deepseek_v2": "multi-head latent attention (low-rank q and kv projections)",
-                        "deepseek_v3": "multi-head latent attention (low-rank q and kv projections)"}
-
-
-def shape_from_hf_config(path: str, file: str, where: str) -> dict:
-    """Architecture from a Hugging Face config.json on disk (and its model_type), for the families
-    in HF_FAMILIES; any other family is refused rather than guessed."""
-    config = read(path).data
-    if not isinstance(config, dict):
-        raise InputError(path, "top level", "a JSON object (a Hugging Face config.json)")
-    if isinstance(config.get("text_config"), dict):
-        config = {**config, **config["text_config"]}  # multimodal wrappers (Gemma 3) keep the LM here
-    family = HF_ALIASES.get(str(config.get("model_type", "")), str(config.get("model_type", "")))
-    if family in UNSUPPORTED_FAMILIES or family not in HF_FAMILIES:
-        reason = UNSUPPORTED_FAMILIES.get(family, "its parameter layout is not one tplan knows")
-        raise InputError(path, "model_type", f"a model family tplan counts exactly ({', '.join(sorted(HF_FAMILIES))}); "
-                                             f"{family or 'no model_type'!r} has {reason} - give an explicit shape "
-                                             f"with its params instead")
-
-    def number(*keys, default=None, minimum=1):
-        key = next((k for k in keys if config.get(k) is not None), None)
-        if key is None:
-            return default
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= HF_MAXIMUM:
-            raise InputError(path, key, f"an integer from {minimum} to {HF_MAXIMUM:,}, not {quote(value)}")
-        return value
-
-    def flag(key, default):
-        value = config.get(key, default)
-        if not isinstance(value, bool):
-            raise InputError(path, key, f"true or false, not {value!r}")
-        return value
-
-    shape = {**HF_FAMILIES[family],
-             "layers": number("num_hidden_layers", "n_layer"), "hidden": number("hidden_size", "n_embd", "d_model"),
-             "heads": number("num_attention_heads", "n_head"), "kv_heads": number("num_key_value_heads"),
-             "head_dim": number("head_dim"), "vocab": number("vocab_size"),
-             "ffn_hidden": number("intermediate_size", "n_inner"),
-             "max_context": number("max_position_embeddings", "n_positions", default=0, minimum=0)}
-    shape["tied_embeddings"] = flag("tie_word_embeddings", shape["tied_embeddings"])
-    if family in ("llama", "qwen3", "qwen3_moe", "gpt_neox"):
-        bias = flag("attention_bias", shape.get("qkv_bias", False))
-        shape.update(qkv_bias=bias, attn_out_bias=bias or family == "gpt_neox")
-    if family == "llama":
-        shape["mlp_bias"] = flag("mlp_bias", False)
-    if family == "gpt2":
-        dropout = [config.get(key, 0.1) for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop")]  # GPT2Config defaults
-        shape.update(ffn_hidden=shape["ffn_hidden"] or 4 * (shape["hidden"] or 0),
-                     position_embeddings=number("n_positions", default=1024),
-                     dropout=any(isinstance(p, (int, float)) and p > 0 for p in dropout))
-    _moe_from_hf(family, config, shape, number, path)
-    missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
-    if missing:
-        raise InputError(path, "top level", f"config.json keys for {', '.join(missing)} "
-                                            f"(e.g. num_hidden_layers, hidden_size, num_attention_heads, "
-                                            f"intermediate_size, vocab_size)")
-    check_shape(shape, path, "top level")
-    return {key: value for key, value in shape.items() if value is not None} | {"model_type": config.get("model_type")}
-
-
-def _moe_from_hf(family: str, config: dict, shape: dict, number, path: str) -> None:
-    """Experts, their width, shared experts and dense layers of the MoE families."""
-    if family == "mixtral":
-        shape.update(experts=number("num_local_experts", default=8), experts_per_token=number("num_experts_per_tok", default=2))
-    elif family in ("qwen2_moe", "qwen3_moe"):
-        experts = number("num_experts", default=0, minimum=0)
-        if not experts:
-            shape["shared_expert_gate"] = False
-            return
-        step, only = number("decoder_sparse_step", default=1), config.get("mlp_only_layers") or []
-        if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
-            raise InputError(path, "mlp_only_layers", f"a list of layer indices, not {only!r}")
-        sparse = [i for i in range(shape["layers"]) if (i + 1) % step == 0 and i not in only]
-        shape.update(experts=experts, experts_per_token=number("num_experts_per_tok"),
-                     expert_ffn_hidden=number("moe_intermediate_size"),
-                     dense_layers=shape["layers"] - len(sparse))
-        if family == "qwen2_moe":
-            shape["shared_expert_ffn_hidden"] = number("shared_expert_intermediate_size", default=0, minimum=0)
-            shape["shared_expert_gate"] = bool(shape["shared_expert_ffn_hidden"])
 
 
 def check_shape(shape: dict, file: str, where: str) -> None:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import catalog, expr, units
+from . import catalog, expr, hfconfig, units
 from .errors import InputError, nearest, quote
 from .evaluate import Evaluator
 from .load import Document, read
@@ -94,7 +94,7 @@ def _model_inputs(document: Document) -> dict:
         hf_id = spec if "/" in spec else entry.get("hf_id")  # a fine-tuned release loads its own weights
     elif "hf_config" in spec:
         config_path = _existing(document, Path(document.path).parent / spec["hf_config"], ("model", "hf_config"))
-        shape = catalog.shape_from_hf_config(str(config_path), document.path, document.where(("model", "hf_config")))
+        shape = hfconfig.shape_from_hf_config(str(config_path), document.path, document.where(("model", "hf_config")))
         name, params = spec.get("name", config_path.parent.name or "hf-config"), spec.get("params")
         hf_id = spec.get("hf_id", str(config_path.parent.resolve()))
     else:
