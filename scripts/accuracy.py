@@ -344,7 +344,7 @@ def zero_paper_activations() -> dict:
         f"{pct(rel(layers * figures['flash', False]['layer_bytes'], paper), 0)} against the paper "
         f"with flash attention and {pct(rel(layers * figures['eager', False]['layer_bytes'], paper), 0)} "
         "with eager attention (GPT-2's original attention materialises the scores); "
-        f"tplan's totals also hold the loss's logits (s x b x vocab x 10 bytes = {num(logits, GB, 1)} GB), which the "
+        f"tplan's totals also hold the loss's logits (s x b x vocab x 12 bytes at the loss's peak = {num(logits, GB, 1)} GB), which the "
         "paper leaves out. Neither is a tuned constant: the paper's figure is an order-of-magnitude rule, "
         "Korthikanti's is an exact count.",
         "The 8 GB with checkpointing is consistent with the paper's \"square root of the total activations\" rule "
@@ -682,8 +682,7 @@ MEASURED = [
          {**TT_3B_CKPT, "lora_rank": 64}, 8.5, "GiB", "outside",
          "llama-3.2-3b, A100 80GB, micro-batch 2, packed 4096, bf16 base, LoRA r = 64 on q, v, o and the MLP, AdamW, "
          "checkpointing + activation offloading, chunked cross-entropy, compile",
-         why="activation offloading and chunked cross-entropy (tplan holds 10 bytes per logit: "
-             "4096 x 2 x 128256 x 10 = 10.5 GB)"),
+         why="activation offloading, which moves the checkpointed block inputs to the CPU (no tplan knob)"),
     case("tt-3b-qlora", "torchtune", "QLoRA", goal("llama-3.2-3b", "a100-80gb", lora_targets=TT_3B_LORA, loss="chunked", framework="fsdp",
                                           compile=True),
          {**TT_3B_CKPT, "lora_rank": 64, "quantization": "nf4"}, 4.6, "GiB", "outside", "as LoRA with an NF4 base", why="as LoRA"),
@@ -969,10 +968,12 @@ def run_memory() -> dict:
              f"worst {max(errors) * 100:.0f}%. Breakdown = tplan weights / gradients / optimizer / activations / "
              "framework buffers, GiB.", ""]
     lines += table(["run", "setting", "measured", "tplan (GiB)", "error", "breakdown"], rows)
-    lines += ["Known gaps: the Llama 3.1 70B runs with 8-way tensor parallelism are 14-19% above tplan even with "
-              "DTensor's all-gathered projection inputs counted whole (tp_gathered_bytes_per_token); the two "
-              "June-2025 H200 runs are 28-30% below tplan, which holds Hugging Face-style logits (10 bytes each) "
-              "where torchtitan at that commit probably compiles the loss too (not verified, so not changed).", ""]
+    lines += ["The loss is counted as each run's torchtitan commit ran it: at 9dec370 (December 2024) the loss's "
+              "torch.compile was switched off (torchtitan e8977b0), so its peak is the fp32 log-softmax and two fp32 "
+              "gradients at the start of the backward (12 bytes per logit); the June-2025 runs compile it "
+              "(components/loss.py), which keeps the 16-bit logits only (4). Known gap: the Llama 3.1 70B runs with "
+              "8-way tensor parallelism are 8-13% above tplan even with DTensor's all-gathered projection inputs "
+              "counted whole (tp_gathered_bytes_per_token).", ""]
     return {"lines": lines, "records": records}
 
 

@@ -294,10 +294,6 @@ def test_peak_memory_the_runs_logged(sections):
     assert max(errors) <= 0.35
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 8 target unmet: like-for-like peak memory median 8.3% over the 32 measurements tplan's knobs "
-    "express (docs/accuracy.md summary); torchtitan's reserved peaks run 4-12% above tplan's count with 10% "
-    "fragmentation, and the 70B tensor-parallel and June-2025 H200 rows are off by 14-30% (see (f))"))
 def test_peak_memory_median_meets_the_target(sections):
     memory = [abs(r["tensor_error"]) for r in sections["measured"]["records"]
               if r["fidelity"] in ("as run", "approx") and r.get("tensor_error") is not None]

@@ -191,3 +191,23 @@ def test_the_hook_skips_toml_and_yaml_that_are_no_training_config(tmp_path):
     write(tmp_path, "ci.yaml", {"jobs": {"test": {"runs-on": "ubuntu-latest"}}})
     result = run_cli("check", "--skip-unknown", tmp_path / "pyproject.toml", tmp_path / "ci.yaml", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+def test_a_torchtitan_job_compiles_its_loss_unless_its_components_say_otherwise(tmp_path):
+    # torchtitan 0.2 compiles the model and the loss when compile is on (compile.components defaults
+    # to both); a compiled cross-entropy keeps 16-bit logits only, so the same run needs less memory.
+    from tplan.emit.torchtitan import toml
+
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "model": "qwen3-0.6b", "task": "pretrain",
+                                         "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8}})
+    job = {"model": {"name": "qwen3", "flavor": "0.6B"},
+           "training": {"local_batch_size": 4, "seq_len": 4096, "global_batch_size": 32},
+           "parallelism": {"data_parallel_shard_degree": 8}, "activation_checkpoint": {"mode": "full"}}
+    peaks = {}
+    for name, compile_section in (("default", {"enable": True}), ("model", {"enable": True, "components": ["model"]})):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(toml({**job, "compile": compile_section}))
+        code, (answer,) = run_json("check", path, "--goal", goal)
+        peaks[name] = answer["estimate"]["memory_breakdown_bytes"]["activations"]
+    logits = 4 * 4096 * 151936   # tokens per micro-batch x Qwen3's vocabulary
+    assert peaks["model"] - peaks["default"] == pytest.approx((12 - 4) * logits, rel=1e-6)

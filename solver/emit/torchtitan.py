@@ -61,12 +61,19 @@ def config(run: Run) -> dict:
                            "enable_cpu_offload": run["offload"] == "full"},
               "parallelism": parallelism,
               "activation_checkpoint": {"mode": CHECKPOINTING[run["grad_checkpointing"]]},
-              "compile": {"enable": bool(run.problem.inputs["compile"]), "components": ["model", "loss"]}}
+              "compile": _compile(run)}
     if run["grad_checkpointing"] == "selective":
         result["activation_checkpoint"]["selective_ac_option"] = "op"
     if run["precision"] == "fp8":  # the LM head stays in bf16, as tplan counts fp8 for the blocks' linears
         result["quantize"] = {"linear": {"float8": {"recipe_name": "tensorwise", "filter_fqns": ["output"]}}}
     return result
+
+
+def _compile(run: Run) -> dict:
+    """torch.compile of the blocks (goal `compile`) and of the loss (goal `loss: compiled`), each as planned."""
+    components = [name for name, on in (("model", run.problem.inputs["compile"]),
+                                         ("loss", run.problem.inputs["loss"] == "compiled")) if on]
+    return {"enable": bool(components), "components": components}
 
 
 def files(run: Run) -> dict:
@@ -104,7 +111,8 @@ def _value(value) -> str:
 
 def knobs(fields: Fields) -> tuple[dict, dict]:
     """(knobs, goal settings) a torchtitan job config pins: batch, context, parallel degrees, sharding,
-    precision, checkpointing, offload; and its model and compile."""
+    precision, checkpointing, offload; and its model, compile and loss (torchtitan 0.2 compiles the
+    model and the loss when compile is on, unless compile.components says otherwise)."""
     degree = {key: fields.integer(("parallelism", f"{key}_degree"), default=1, minimum=-1)
               for key in ("data_parallel_replicate", "data_parallel_shard", "tensor_parallel",
                           "context_parallel", "pipeline_parallel")}
@@ -146,4 +154,7 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
     if name not in models:
         raise fields.error(("model", "flavor"), f"a torchtitan model tplan knows "
                                                 f"({', '.join(' '.join(pair) for pair in models)}), not {' '.join(name)}")
-    return found, {"model": models[name], "framework": "fsdp", "compile": fields.flag(("compile", "enable"))}
+    compiled = fields.names(("compile", "components")) if fields.has(("compile", "components")) else ["model", "loss"]
+    enabled = fields.flag(("compile", "enable"))
+    return found, {"model": models[name], "framework": "fsdp", "compile": enabled and "model" in compiled,
+                   "loss": "compiled" if enabled and "loss" in compiled else "standard"}
