@@ -21,14 +21,15 @@ BREAKDOWN = {"weights": "weight_memory", "gradients": "gradient_memory", "optimi
 
 def estimate(problem: Problem, assessment: Assessment) -> dict:
     values = {**problem.inputs, **assessment.values}
-    result = {key: _number(values[name]) for key, name in ESTIMATE.items()}
-    result["memory_breakdown_bytes"] = {key: _number(values[name]) for key, name in BREAKDOWN.items()}
+    result = {key: json_number(values[name]) for key, name in ESTIMATE.items()}
+    result["memory_breakdown_bytes"] = {key: json_number(values[name]) for key, name in BREAKDOWN.items()}
     if values["hardware.price_per_gpu_hour"] > 0:  # money, in the goal's currency per GPU-hour
-        result["cost"] = _number(values["cost"])
+        result["cost"] = json_number(values["cost"])
     return result
 
 
-def _number(value):
+def json_number(value):
+    """A figure as the JSON contract writes it: large ones as integers, null for infinity."""
     number = float(value)
     if not math.isfinite(number):
         return None  # JSON has no infinity: an unbounded quantity is null
@@ -61,7 +62,7 @@ def answer(problem: Problem, status: str, assessment: Assessment | None, binding
     if suggestions:
         result["suggestions"] = list(suggestions)
     if gpu_choices:  # a goal that lists several GPUs: each one's best plan by the objective
-        result["gpu_choices"] = [{**choice, problem.objective_name: _number(choice[problem.objective_name])
+        result["gpu_choices"] = [{**choice, problem.objective_name: json_number(choice[problem.objective_name])
                                   if choice[problem.objective_name] is not None else None} for choice in gpu_choices]
     return result
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from .errors import InputError
 from .evaluate import Assessment, format_value
-from .explain import report
+from .explain import json_number, report
 from .goal import Problem, deadline_seconds
 from .load import Document
 from .validate import validate
@@ -71,7 +71,9 @@ class Staged:
 
     def answer(self) -> dict:
         """The JSON contract for a staged goal: the totals as its estimate, each stage's own answer."""
-        return {"status": self.status, "config": None, "estimate": self.totals(), "violations": [],
+        totals = self.totals()
+        estimate = {key: json_number(value) for key, value in totals.items()} if totals else None
+        return {"status": self.status, "config": None, "estimate": estimate, "violations": [],
                 "binding": [], "conflict": self.conflict,
                 "stages": [{"name": name, **planned.answer()} for name, planned in self.stages]}
 
