@@ -73,7 +73,7 @@ def _resolved(change: str, keys: dict, variant, budget) -> Repair | None:
         problem = variant(keys)
     except InputError:      # e.g. a price map without the other GPU: not a change this goal can take
         return None
-    other = solve(problem, budget, explain=False, conflict=False)
+    other = solve(problem, budget, explain=False, conflict=False, certify=False)
     if other.assessment is None:
         return None
     values = other.assessment.values
@@ -108,7 +108,7 @@ def _tokens_by_deadline(problem: Problem, plan, budget) -> float:
     if "time/meets-deadline" not in plan.conflict or not deadline:
         return 0.0
     relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {"time/meets-deadline"})
-    fastest = solve(relaxed, budget, explain=False, conflict=False).assessment
+    fastest = solve(relaxed, budget, explain=False, conflict=False, certify=False).assessment
     return float(f"{deadline * fastest.values['tokens_per_second'] * TOKEN_MARGIN:.3g}") if fastest else 0.0
 
 
@@ -144,7 +144,7 @@ def _widenings(problem: Problem, budget) -> list[Repair]:
         if len(wider) == len(problem.domains[knob.name]):
             continue
         other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      budget, explain=False, conflict=False)
+                      budget, explain=False, conflict=False, certify=False)
         if other.assessment is not None:
             value = other.assessment.config[knob.name]
             found.append(Repair(f"allow {knob.name} {value}",

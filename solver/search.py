@@ -287,10 +287,13 @@ def _shrink(problem: Problem, conflict: list[str], always: list[str], budget: Bu
     return conflict
 
 
-def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = True, conflict: bool = True) -> Plan:
+def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = True, conflict: bool = True,
+          certify: bool = True) -> Plan:
     """The best plan of ``problem`` within ``time_limit`` (a Budget shared by the whole command, or seconds);
     ``explain`` adds the rules binding it, ``conflict`` the rules that together rule out every plan
-    when there is none."""
+    when there is none. Without ``certify`` the evaluator does not polish the plan CP-SAT found (within
+    the encoding's rounding of the best), and the plan is never called optimal: for repairs, which
+    show a plan that fits rather than claim the best one."""
     budget = budget_of(time_limit)
     started = time.perf_counter()
     problem = fold(problem)
@@ -308,11 +311,12 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
                  if status == cp_model.INFEASIBLE and conflict else [])
         return Plan(name, None, conflict=rules, solve_seconds=elapsed, cuts=search.cuts)
     # CP-SAT proved the best *encoded* objective; the evaluator has the last word on the exact one
-    better = search.polish(assessment)
+    polish = search.polish if certify else (lambda plan: None)
+    better = polish(assessment)
     if search.needs_refining(better or assessment):
         status, assessment = search.refine(better or assessment)
-        better = search.polish(assessment)
-    status_name = "optimal" if status == cp_model.OPTIMAL and better is None else "feasible"
+        better = polish(assessment)
+    status_name = "optimal" if status == cp_model.OPTIMAL and better is None and certify else "feasible"
     elapsed = time.perf_counter() - started
     plan = Plan(status_name, better or assessment, solve_seconds=elapsed, cuts=search.cuts)
     if explain:

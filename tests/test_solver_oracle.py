@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import exhaustive, write_goal
 from tplan.goal import load_problem
-from tplan.search import RESOLUTION, solve
+from tplan.search import REFINE_ABOVE, RESOLUTION, solve
 
 RELATIVE_TOLERANCE = 1e-5  # scaled-integer resolution of the objective (see compile.py)
 
@@ -90,6 +90,23 @@ def test_solver_optimum_equals_exhaustive_best(tmp_path, goal):
     # ...and is as good as the best of every combination, to the objective's resolution.
     found, expected = recheck.values[problem.objective], best.values[problem.objective]
     assert math.isclose(found, expected, rel_tol=RELATIVE_TOLERANCE), (plan.assessment.config, best.config)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(goal=goals())
+def test_an_uncertified_plan_passes_and_is_never_called_optimal(tmp_path, goal):
+    # Repairs solve without the evaluator's polish: their plan must still pass every rule, be within
+    # the encoding's rounding of the best, and never claim optimality.
+    problem = load_problem(write_goal(tmp_path, goal))
+    best, _ = exhaustive(problem)
+    plan = solve(problem, time_limit=60, explain=False, conflict=False, certify=False)
+    if best is None:
+        assert plan.status == "infeasible"
+        return
+    assert plan.status == "feasible" and problem.evaluator().assess(plan.assessment.config).passes
+    found, expected = plan.assessment.values[problem.objective], best.values[problem.objective]
+    # each of the two plans' encoded values is within one rounding unit (at most REFINE_ABOVE of it) of its own
+    assert found <= expected * (1 + 2 * REFINE_ABOVE) or math.isclose(found, expected, abs_tol=1e-9)
 
 
 def assert_minimal_conflict(problem, conflict):
