@@ -380,7 +380,8 @@ def parameter_counts() -> dict:
     rows = []
     for case in LORA_COUNTS:
         shape = model_shape(case["model"])
-        trainable = case["rank"] * catalog.lora_params_per_rank(shape, case["targets"])
+        trainable = case["rank"] * catalog.lora_params_per_rank(
+            shape, case["targets"], catalog.models()[case["model"]].get("model_type"))
         total = catalog.count_params(shape) + trainable
         records.append({"id": f"lora-{case['model']}", "group": "lora", "published": case["trainable"],
                         "tplan": trainable, "published_all": case["all"], "tplan_all": total})

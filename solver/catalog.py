@@ -180,23 +180,33 @@ def count_params(shape: dict, active_only: bool = False) -> int:
     return embeddings + blocks_params(shape, active_only) + _norm_params(shape) + head
 
 
-def lora_params_per_rank(shape: dict, targets: list[str]) -> int:
-    """Adapter parameters per unit of rank: each target matrix d_in x d_out adds r * (d_in + d_out);
-    an MLP target adapts that projection in every expert and shared expert (PEFT matches by name)."""
+def lora_params_per_rank(shape: dict, targets: list[str], model_type: str | None = None) -> int:
+    """Adapter parameters per unit of rank: each adapted matrix d_in x d_out adds r * (d_in + d_out).
+    Where the family fuses projections into one module (GPT-2's c_attn, Phi-3's qkv_proj and
+    gate_up_proj), PEFT adapts the whole module once, whichever of its parts is targeted; an MLP
+    target adapts that projection in every expert and shared expert (PEFT matches by name). The
+    family's module names come from ``model_type`` (config.json's), unfused where it is unknown."""
     shape = complete_shape(shape)
     hidden = shape["hidden"]
     q_out, kv_out = shape["heads"] * shape["head_dim"], shape["kv_heads"] * shape["head_dim"]
-    attention = {"q": hidden + q_out, "k": hidden + kv_out, "v": hidden + kv_out, "o": q_out + hidden}
+    modules = lora_modules(model_type) or {}
+
+    def adapted(parts: dict) -> int:
+        """Adapters of one block's ``parts`` (target -> (d_in, d_out)), one per module they name."""
+        module_of = {target: modules.get(target, target) for target in parts}
+        chosen = {module_of[target] for target in targets if target in parts}
+        return sum(parts[fused[0]][0] + sum(parts[target][1] for target in fused)
+                   for fused in ([target for target in parts if module_of[target] == module] for module in chosen))
 
     def mlp(width: int) -> int:
-        sizes = {"gate": hidden + width if shape["gated_mlp"] else 0, "up": hidden + width, "down": width + hidden}
-        return sum(sizes[target] for target in targets if target in sizes)
+        return adapted({**({"gate": (hidden, width)} if shape["gated_mlp"] else {}),
+                        "up": (hidden, width), "down": (width, hidden)})
 
+    attention = adapted({"q": (hidden, q_out), "k": (hidden, kv_out), "v": (hidden, kv_out), "o": (q_out, hidden)})
     moe = shape["experts"] * mlp(shape["expert_ffn_hidden"]) + (
         mlp(shape["shared_expert_ffn_hidden"]) if shape["shared_expert_ffn_hidden"] else 0)
     dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
-    per_layer_attention = sum(attention[target] for target in targets if target in attention)
-    return shape["layers"] * per_layer_attention + dense * mlp(shape["ffn_hidden"]) + sparse * moe
+    return shape["layers"] * attention + dense * mlp(shape["ffn_hidden"]) + sparse * moe
 
 
 def check_shape(shape: dict, file: str, where: str) -> None:

@@ -121,7 +121,8 @@ def _model_inputs(document: Document) -> dict:
         inputs["model.hf_config"] = str(config_path)
     inputs.update({**engine_names, "model.name": name, "model.params": total, "model.active_params": active,
                    "model.embedding_params": float(embeddings),
-                   "model.lora_params_per_rank": float(catalog.lora_params_per_rank(shape, targets)),
+                   "model.lora_params_per_rank": float(catalog.lora_params_per_rank(
+                       shape, targets, engine_names["model.model_type"])),
                    "model.largest_layer_params": float(largest),
                    "model.vector_params": float(catalog.vector_params(shape)),
                    "model.mlp_blocks_per_token": blocks_per_token, "model.mlp_width_per_token": width_per_token})

@@ -157,3 +157,26 @@ def test_explicit_params_must_match_the_shape(tmp_goal):
     far = {**near, "model": {**shape, "params": 3.0e7}}   # smaller than its own embeddings
     with pytest.raises(InputError, match=f"{counted:,}"):
         load_problem(tmp_goal(far))
+
+
+LORA_FAMILIES = sorted(name for name in hfconfig.FAMILIES if catalog.lora_modules(name))
+
+
+@pytest.mark.parametrize("name", LORA_FAMILIES)
+def test_lora_adapters_count_as_peft_builds_them(name, tmp_path):
+    # Every target tplan names on the module names its catalog gives the family, as PEFT wraps them
+    # (a module shared by several targets, such as a fused qkv projection, is adapted once).
+    import peft
+
+    config = transformers.AutoConfig.for_model(name, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                               num_key_value_heads=2, intermediate_size=96, vocab_size=128,
+                                               pad_token_id=0)
+    path = tmp_path / "config.json"
+    config.to_json_file(str(path))
+    shape = hfconfig.shape_from_hf_config(str(path), "goal.yaml", "model.hf_config")
+    modules = catalog.lora_modules(name)
+    with torch.device("meta"):
+        model = peft.get_peft_model(transformers.AutoModelForCausalLM.from_config(config),
+                                    peft.LoraConfig(r=8, target_modules=sorted(set(modules.values()))))
+    trained = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    assert 8 * catalog.lora_params_per_rank(shape, list(modules), name) == trained
