@@ -6,7 +6,8 @@ carries these structured comment lines (YAML after the colon; the goal schema ad
     # seed-estimate: {time: "24-36 h", hours: [24, 36], memory: "24-28 GB", memory_gb: [24, 28]}
     # expect: optimal            (or: infeasible)
     # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
-    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step}, {cost}, {gpu} and
+    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step}, {cost}, {gpu},
+    #      {micro_batch}, {zero_stage} and
     #      {slower} (the seed's middle time over tplan's) stand for tplan's own figures, filled in
     #      from the answer so that the sentence never goes stale when the model changes
 
@@ -162,8 +163,9 @@ def why(item: dict, estimate: dict | None) -> str:
                        step=_time(estimate["train_seconds"] / estimate["optimizer_steps"]))
     if estimate.get("cost"):
         figures["cost"] = f"${estimate['cost']:,.0f}"
-    if (item["answer"].get("config") or {}).get("gpu"):
-        figures["gpu"] = item["answer"]["config"]["gpu"]
+    config = item["answer"].get("config") or {}
+    if config.get("gpu"):
+        figures.update(gpu=config["gpu"], micro_batch=str(config["micro_batch"]), zero_stage=str(config["zero_stage"]))
     figures.update({
                "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"})
     for name, value in figures.items():

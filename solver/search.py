@@ -5,7 +5,8 @@ through but the evaluator rejects is cut off with a no-good and the search repea
 returned plan always fits. The evaluator then polishes it (every one- and two-knob change),
 and when the objective's rounding unit is coarse the search runs again with the objective
 split into tight cases (compile.py). "optimal" means CP-SAT proved the encoded optimum and
-the evaluator found nothing better. When nothing fits, CP-SAT names a set of rules that
+the evaluator found nothing better; among equally good plans nearby, the one with the
+most memory headroom is returned. When nothing fits, CP-SAT names a set of rules that
 together rule out every plan (its infeasibility core over the guard literals). One Budget
 bounds the wall-clock time of all of it; each CP-SAT call also stops at a deterministic
 work limit, so answers do not depend on the machine unless the budget cuts them short.
@@ -204,6 +205,27 @@ class Search:
             best = found
         return best
 
+    def settle(self, plan: Assessment) -> Assessment:
+        """Among the passing plans one or two knob changes from ``plan`` that are as good on the
+        objective (within RESOLUTION), the one that needs the least memory per GPU (the fastest when
+        memory is the objective): equally good plans differ in headroom, and the search's order must
+        not choose a plan at the edge of the GPU's memory over one that leaves room. Repeats from the
+        chosen plan, a few rounds at most, never past RESOLUTION of ``plan``'s objective."""
+        objective, evaluator = self.problem.objective, self.evaluator
+        second = "train_seconds" if objective == "memory_per_gpu" else "memory_per_gpu"
+        limit = plan.values[objective] + abs(plan.values[objective]) * RESOLUTION
+        for _ in range(POLISH_ROUNDS):
+            found = plan
+            for config in _neighbours(plan.config, self.domains):
+                if (evaluator.name(objective, config, {}) <= limit
+                        and evaluator.name(second, config, {}) < found.values[second]):
+                    neighbour = evaluator.assess(config)
+                    found = neighbour if neighbour.passes else found
+            if found is plan:
+                return plan
+            plan = found
+        return plan
+
     def binding(self, plan: Assessment) -> tuple[list[Binding], Assessment | None]:
         """Rules that stop a better neighbouring plan (change one knob of the plan to another value of
         its domain: where that would improve the objective but breaks rules, those bind), each with
@@ -317,8 +339,9 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
         status, assessment = search.refine(better or assessment)
         better = polish(assessment)
     status_name = "optimal" if status == cp_model.OPTIMAL and better is None and certify else "feasible"
+    chosen = search.settle(better or assessment) if certify else better or assessment
     elapsed = time.perf_counter() - started
-    plan = Plan(status_name, better or assessment, solve_seconds=elapsed, cuts=search.cuts)
+    plan = Plan(status_name, chosen, solve_seconds=elapsed, cuts=search.cuts)
     if explain:
         plan.binding_details, plan.runner_up = search.binding(plan.assessment)
         plan.binding = [binding.rule for binding in plan.binding_details]
