@@ -121,7 +121,7 @@ def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
         if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
             relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
-        other = solve(relaxed, budget, explain=False, conflict=False)
+        other = solve(relaxed, budget, explain=False, conflict=False, settle=False)   # the nearest, as found
         if other.assessment is None:
             continue
         assessment = problem.evaluator().assess(other.assessment.config)

@@ -310,12 +310,13 @@ def _shrink(problem: Problem, conflict: list[str], always: list[str], budget: Bu
 
 
 def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = True, conflict: bool = True,
-          certify: bool = True) -> Plan:
+          certify: bool = True, settle: bool = True) -> Plan:
     """The best plan of ``problem`` within ``time_limit`` (a Budget shared by the whole command, or seconds);
     ``explain`` adds the rules binding it, ``conflict`` the rules that together rule out every plan
     when there is none. Without ``certify`` the evaluator does not polish the plan CP-SAT found (within
     the encoding's rounding of the best), and the plan is never called optimal: for repairs, which
-    show a plan that fits rather than claim the best one."""
+    show a plan that fits rather than claim the best one. ``settle`` trades the plan for the one with the
+    most memory headroom among equally good plans nearby (Search.settle)."""
     budget = budget_of(time_limit)
     started = time.perf_counter()
     problem = fold(problem)
@@ -339,7 +340,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
         status, assessment = search.refine(better or assessment)
         better = polish(assessment)
     status_name = "optimal" if status == cp_model.OPTIMAL and better is None and certify else "feasible"
-    chosen = search.settle(better or assessment) if certify else better or assessment
+    chosen = search.settle(better or assessment) if certify and settle else better or assessment
     elapsed = time.perf_counter() - started
     plan = Plan(status_name, chosen, solve_seconds=elapsed, cuts=search.cuts)
     if explain:

@@ -228,3 +228,20 @@ def test_cost_objective_over_wide_ranges_finds_the_exhaustive_best(tmp_path):
                      (evaluator.assess(dict(zip(problem.domains, combination)))
                       for combination in itertools.product(*problem.domains.values())) if assessment.passes)
     assert plan.assessment.values["cost"] <= exhaustive * (1 + RESOLUTION)  # the best of 53,760 configs
+
+
+def test_among_equally_fast_plans_the_one_with_most_headroom_is_chosen(tmp_path):
+    # A small model whose step time does not depend on how the global batch splits into micro-batches
+    # and accumulation: the search's order must not pick the split at the edge of the GPU's memory.
+    from tplan.search import _neighbours
+
+    goal = {"model": "qwen2.5-0.5b", "task": "pretrain", "data": {"tokens": 1e9, "global_batch": 64},
+            "hardware": {"gpu": "a100-80gb"}, "knobs": {"precision": "bf16", "context": 2048, "lora_rank": 0,
+                                                       "grad_checkpointing": False, "zero_stage": 0}}
+    problem = load_problem(write_goal(tmp_path, goal))
+    plan = solve(problem, time_limit=60, explain=False).assessment
+    evaluator, limit = problem.evaluator(), plan.values["train_seconds"] * (1 + RESOLUTION)
+    for config in _neighbours(plan.config, problem.domains):
+        neighbour = evaluator.assess(config)
+        if neighbour.passes and neighbour.values["train_seconds"] <= limit:
+            assert neighbour.values["memory_per_gpu"] >= plan.values["memory_per_gpu"], config
