@@ -253,3 +253,11 @@ def test_binding_rules_come_with_headroom_the_plan_they_stop_and_a_runner_up():
     runner_up = tplan.check({**yaml.safe_load(open(goal)), "knobs": answer.runner_up["config"]})
     assert runner_up.status == "pass"
     assert runner_up.estimate["train_seconds"] >= answer.estimate["train_seconds"]
+
+
+def test_a_fine_tune_searches_within_the_context_its_model_was_trained_for():
+    # GPT-2 was trained at 1,024 tokens: the default context (2,048) would rule out every fine-tune of it.
+    answer = tplan.solve({"model": "gpt2", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"}})
+    assert answer.ok and answer.to_dict()["config"]["context"] == 1024
+    pretrain = tplan.solve({"model": "gpt2", "task": "pretrain", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"}})
+    assert pretrain.to_dict()["config"]["context"] == 2048
