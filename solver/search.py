@@ -191,15 +191,10 @@ class Search:
         """The best passing plan one or two knob changes from ``plan``, when it beats ``plan`` by more
         than RESOLUTION (the scaled encoding can misorder plans that close); None when none does.
         Repeats from the better plan, a few rounds at most."""
-        objective, evaluator, best = self.problem.objective, self.evaluator, None
+        objective, best = self.problem.objective, None
         for _ in range(POLISH_ROUNDS):
             current = best or plan
-            found = current
-            for config in _neighbours(current.config, self.domains):
-                # the objective alone first: most neighbours are worse, and need no rule checked
-                if evaluator.name(objective, config, {}) < found.values[objective]:
-                    neighbour = evaluator.assess(config)
-                    found = neighbour if neighbour.passes else found
+            found = self._best_neighbour(current, objective)
             if found.values[objective] >= current.values[objective] * (1 - RESOLUTION):
                 return best
             best = found
@@ -211,20 +206,26 @@ class Search:
         memory is the objective): equally good plans differ in headroom, and the search's order must
         not choose a plan at the edge of the GPU's memory over one that leaves room. Repeats from the
         chosen plan, a few rounds at most, never past RESOLUTION of ``plan``'s objective."""
-        objective, evaluator = self.problem.objective, self.evaluator
+        objective = self.problem.objective
         second = "train_seconds" if objective == "memory_per_gpu" else "memory_per_gpu"
         limit = plan.values[objective] + abs(plan.values[objective]) * RESOLUTION
         for _ in range(POLISH_ROUNDS):
-            found = plan
-            for config in _neighbours(plan.config, self.domains):
-                if (evaluator.name(objective, config, {}) <= limit
-                        and evaluator.name(second, config, {}) < found.values[second]):
-                    neighbour = evaluator.assess(config)
-                    found = neighbour if neighbour.passes else found
+            found = self._best_neighbour(plan, second, lambda config: self.evaluator.name(objective, config, {}) <= limit)
             if found is plan:
                 return plan
             plan = found
         return plan
+
+    def _best_neighbour(self, plan: Assessment, key: str, admits=None) -> Assessment:
+        """The passing plan one or two knob changes from ``plan`` lowest in ``key`` (among those
+        ``admits`` lets through), or ``plan`` when none is lower."""
+        found = plan
+        for config in _neighbours(plan.config, self.domains):
+            # the cheap tests first: most neighbours are worse, and need no rule checked
+            if (admits is None or admits(config)) and self.evaluator.name(key, config, {}) < found.values[key]:
+                neighbour = self.evaluator.assess(config)
+                found = neighbour if neighbour.passes else found
+        return found
 
     def binding(self, plan: Assessment) -> tuple[list[Binding], Assessment | None]:
         """Rules that stop a better neighbouring plan (change one knob of the plan to another value of
