@@ -65,7 +65,7 @@ def family_configs(draw, name: str):
         optional["multi_query"] = st.booleans()
     given_keys = draw(st.sets(st.sampled_from(sorted(optional))))
     config = {**sizes, **{key: draw(optional[key]) for key in sorted(given_keys)}}
-    if family.kv_heads and family.reads_kv_heads and "num_key_value_heads" not in config:
+    if family.defaults.get("num_key_value_heads") and family.reads_kv_heads and "num_key_value_heads" not in config:
         config["num_key_value_heads"] = heads   # the class default (8, 16, 32) would not divide the heads
     if config.get("num_experts", config.get("num_local_experts")) and "num_experts_per_tok" not in config:
         config["num_experts_per_tok"] = 1       # the class default (2, 4, 8) routes to more experts than there are
