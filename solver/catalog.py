@@ -58,7 +58,7 @@ def find_model(name: str, file: str, where: str) -> dict:
     if key is None:
         raise InputError(file, where, f"a model from the catalog (see `tplan catalog models`), a "
                                       f"{{hf_config: path}} or an explicit shape, not {quote(name)}"
-                                      f"{nearest(wanted, [*models(), *aliases])}")
+                                      f"{nearest(wanted, index, means=index)}")
     return {"id": key, **models()[key]}
 
 

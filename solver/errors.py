@@ -17,9 +17,9 @@ def quote(value, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
-def nearest(word, choices) -> str:
-    """'; did you mean 'x'?' for the closest of ``choices``, or ''."""
+def nearest(word, choices, means: dict | None = None) -> str:
+    """'; did you mean 'x'?' for the closest of ``choices`` (shown as what ``means`` maps it to), or ''."""
     import difflib
 
     near = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1, cutoff=0.6)
-    return f"; did you mean {near[0]!r}?" if near else ""
+    return f"; did you mean {(means or {}).get(near[0], near[0])!r}?" if near else ""

@@ -33,12 +33,32 @@ def validate(document: Document, name: str) -> None:
         error = error.parent  # a failed alternative of a oneOf: describe the whole key instead
     if error is None:
         return
+    error = _intended_alternative(error)
     unknown = _unknown_keys(error)
     if unknown:  # a misspelt key is reported as itself, not as the required key it hides
         known = error.schema["properties"]
         raise InputError(document.path, document.where((*error.absolute_path, unknown[0])),
                          f"a known key ({', '.join(sorted(known))}), not {quote(unknown[0])}{nearest(unknown[0], known)}")
     raise InputError(document.path, document.where(error.absolute_path), _describe(error))
+
+
+def _intended_alternative(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """A mapping that fits none of a oneOf's alternatives is meant as the object alternative whose
+    properties name most of its keys (an explicit shape, not {hf_config}): report what that one lacks."""
+    if error.validator != "oneOf" or not isinstance(error.instance, dict) or not error.instance:
+        return error
+    by_branch: dict[int, list] = {}
+    for suberror in error.context:
+        by_branch.setdefault(suberror.relative_schema_path[0], []).append(suberror)
+
+    def overlap(errors: list) -> int:
+        named = set().union(*(error.schema.get("properties", {}) for error in errors if not error.relative_path))
+        return len(named & set(error.instance))
+
+    scored = sorted(((overlap(errors), branch) for branch, errors in by_branch.items()), reverse=True)
+    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return error
+    return jsonschema.exceptions.best_match(by_branch[scored[0][1]])
 
 
 def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
@@ -56,7 +76,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "type":
         return f"a value of type {error.validator_value}, not {quote(error.instance)}"
     if error.validator == "oneOf" and error.schema.get("description"):
-        return f"{error.schema['description']} (got {quote(error.instance)})"
+        description = error.schema["description"].rstrip(".")
+        return f"{description[:1].lower()}{description[1:]} (got {quote(error.instance)})"
     if error.validator == "anyOf" and all(set(choice) == {"required"} for choice in error.validator_value):
         keys = [choice["required"][0] for choice in error.validator_value]
         return f"the key {keys[0]!r} (or {' or '.join(map(repr, keys[1:]))})"
