@@ -173,6 +173,17 @@ def wide_goals(draw):
         draw(st.lists(st.sampled_from(TEAM_RULES), max_size=2, unique=True)), draw(st.booleans())
 
 
+def _a_plan_time(problem, seed: int) -> float | None:
+    """The exact training time of a random config that keeps the global batch, where it is a valid
+    deadline (at most 10 years), else None."""
+    evaluator = problem.evaluator()
+    for config in random_configs(problem.domains, 2000, seed=seed):
+        values = evaluator.assess(config).values
+        if values["sequences_per_step"] == values["global_batch_target"] and values["train_seconds"] <= 3e8:
+            return values["train_seconds"]
+    return None
+
+
 def total_gpus(goal: dict) -> int:
     return goal["hardware"]["gpus_per_node"] * goal["hardware"]["nodes"]
 
@@ -189,9 +200,9 @@ def test_solver_matches_exhaustive_search_on_wide_goals(tmp_path, case):
             {"id": f"rule-{index}", "expr": rule, "message": "team rule"} for index, rule in enumerate(rules)]}))
         packs = (str(pack),)
     problem = load_problem(write_goal(tmp_path, goal), extra_rules=packs)
-    if exact_deadline:  # a deadline at one config's exact time: the comparison at its threshold
-        config = next(random_configs(problem.domains, 1, seed=len(rules)))
-        goal["deadline"] = problem.evaluator().assess(config).values["train_seconds"]
+    deadline = exact_deadline and _a_plan_time(problem, seed=len(rules))
+    if deadline:  # a deadline at one batch-keeping config's exact time: the comparison at its threshold
+        goal["deadline"] = deadline
         problem = load_problem(write_goal(tmp_path, goal), extra_rules=packs)
     best, _ = exhaustive(problem)
     plan = solve(problem, time_limit=120, explain=False)
@@ -206,7 +217,8 @@ def test_solver_matches_exhaustive_search_on_wide_goals(tmp_path, case):
 
 
 def test_cost_objective_over_wide_ranges_finds_the_exhaustive_best(tmp_path):
-    """Interval bounds treat steps and step time as independent (both set by the accumulation), so the
+    """Interval bounds treat correlated factors as independent (the accumulation and the micro-step's
+    time; before rules/batch.yaml counted steps by the global batch, also steps and step time), so the
     cost's bound was ~1e10 x its optimum and its fixed-point unit rounded every good plan's cost to
     about 0: CP-SAT's tie-break chose (54.8 GPU-hours; the evaluator's polish reached 19.7). The
     refining pass splits the objective by accumulation and finds the exhaustive best."""
@@ -245,3 +257,35 @@ def test_among_equally_fast_plans_the_one_with_most_headroom_is_chosen(tmp_path)
         neighbour = evaluator.assess(config)
         if neighbour.passes and neighbour.values["train_seconds"] <= limit:
             assert neighbour.values["memory_per_gpu"] >= plan.values["memory_per_gpu"], config
+
+
+def test_the_objective_read_through_the_global_batch_keeps_every_passing_plan_value(tmp_path):
+    """substitute.py reads steps through the global batch inside the objective: every plan that keeps
+    the batch has the evaluator's exact objective, and the bound no longer multiplies the extremes of
+    micro_batch, grad_accum and dp, so one pass orders a 512-GPU cost goal to 1% (no refining pass)."""
+    from tplan import expr
+    from tplan.bounds import Bounds
+    from tplan.fold import fold
+    from tplan.rewrite import Rewriter
+    from tplan.search import Budget, Search
+    from tplan.substitute import objective_tree
+    from tplan.tabulate import Tabulator
+
+    goal = {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 1e12},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 64}, "deadline": "60d", "objective": "cost"}
+    problem = fold(load_problem(write_goal(tmp_path, goal)))
+    tree, evaluator = objective_tree(problem), problem.evaluator()
+    assert tree != expr.Name("cost")
+    kept = 0
+    for config in random_configs(problem.domains, 3000, seed=3):
+        values = evaluator.assess(config).values
+        if values["sequences_per_step"] == values["global_batch_target"]:
+            kept += 1
+            assert evaluator.value(tree, config, {}) == pytest.approx(values["cost"], rel=1e-12)
+    assert kept >= 20
+    tabulator = Tabulator(problem.rules, problem.domains, evaluator)
+    bounds = Bounds(tabulator, Rewriter(tabulator), problem.file)
+    assert bounds(tree)[1] * 1e3 < bounds(expr.Name("cost"))[1]
+    search = Search(problem, Budget(60))
+    status, plan, _ = search.run()
+    assert plan.passes and not search.needs_refining(plan)
