@@ -3,7 +3,8 @@ branch the goal takes (its constants decide them: `data.steps > 0`, `task == 'pr
 compiler never bounds or tabulates a branch no plan can reach. Receives a Problem, returns the
 same Problem with folded rules; the evaluator gives every plan the same values before and after.
 Variants of one goal (knob domains widened, rules relaxed) fold to the same trees and share one
-table cache (tabulate.py), so the repairs of an infeasible goal tabulate each subexpression once.
+table cache (tabulate.py) and one cache of objective trees (substitute.py), so the repairs of an
+infeasible goal tabulate each subexpression once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class _Fold:
     sources: tuple
     memo: dict = dataclasses.field(default_factory=dict)
     tables: dict = dataclasses.field(default_factory=dict)
+    trees: dict = dataclasses.field(default_factory=dict)
 
 
 _FOLDS: dict[tuple, _Fold] = {}
@@ -61,6 +63,6 @@ def fold(problem: Problem) -> Problem:
     folded = dataclasses.replace(
         rules, derived={name: walk(node) for name, node in rules.derived.items()},
         constraints=[dataclasses.replace(c, condition=walk(c.condition)) for c in rules.constraints],
-        _knobs_memo={}, _tables_memo=entry.tables)
+        _knobs_memo={}, _tables_memo=entry.tables, _trees_memo=entry.trees)
     return dataclasses.replace(problem, rules=folded)
 

@@ -19,8 +19,18 @@ from .goal import Problem
 
 
 def objective_tree(problem: Problem) -> expr.Node:
-    objective = expr.Name(problem.objective)
+    """The objective's tree with the equalities substituted; one tree per objective and set of
+    equalities for all the variants of a goal (fold.py), so that they share its tables."""
     equal = equalities(problem)
+    key = (problem.objective, tuple((name, id(node)) for name, node in equal.items()))
+    memo = problem.rules._trees_memo
+    if key not in memo:  # the equalities' nodes are kept with the tree: their ids stay their own
+        memo[key] = (_substituted(problem, equal), tuple(equal.values()))
+    return memo[key][0]
+
+
+def _substituted(problem: Problem, equal: dict[str, expr.Node]) -> expr.Node:
+    objective = expr.Name(problem.objective)
     if not equal:
         return objective
     derived = problem.rules.derived
