@@ -2,7 +2,7 @@
 compiler's reductions, each in its own module:
 
     parse (expr.py: rule text -> tree) -> rewrite (rewrite.py: distribute, split conditionals,
-    regroup; substitute.py: the objective as it stands in passing plans) -> bound (bounds.py: an interval per subtree) -> tabulate (tabulate.py: exact values
+    regroup; substitute.py: the rules as they stand in passing plans) -> bound (bounds.py: an interval per subtree) -> tabulate (tabulate.py: exact values
     over the knobs a subtree reads) -> encode (here: CP-SAT variables and constraints)
 
 Every knob becomes an index variable over its domain (plus one Boolean per value). A subtree
@@ -32,7 +32,6 @@ from . import expr
 from .bounds import Bounds
 from .goal import Problem
 from .rewrite import Rewriter
-from .substitute import objective_tree
 from .tabulate import UNDEFINED, Tabulator
 
 VALUE_BITS = 34             # magnitude of a compiled term relative to its unit
@@ -292,7 +291,7 @@ class Compiler:
             guard = self.model.NewBoolVar(f"guard {constraint.id}")
             self.model.AddImplication(guard, self.boolean(constraint.condition))
             guards[constraint.id] = guard
-        objective = self._objective(self.tabulator.keep(objective_tree(self.problem)))
+        objective = self._objective(expr.Name(self.problem.objective))
         # Ties go to plans whose knob values sit earliest in their domains (bf16 before fp16, ZeRO 0
         # before 3): each position costs one unit, 2**-SUM_BITS of the objective's bound.
         preference = sum(self.index.values())

@@ -28,6 +28,7 @@ from .evaluate import Assessment
 from .explain import changed_knobs
 from .fold import fold
 from .goal import Problem
+from .substitute import compile_view, sources
 
 MAX_CUTS = 100
 RESOLUTION = 1e-6  # a plan within this share of the best is as good: below it the encoding may misorder
@@ -85,7 +86,8 @@ class Search:
         self.problem, self.budget, self.workers = problem, budget, workers
         self.evaluator = problem.evaluator()
         self.domains, self.pruners, self.emptied = self._prune()
-        self.compiled: CompiledModel | None = None if self.emptied else Compiler(problem, self.domains).compile()
+        self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
+        self.compiled: CompiledModel | None = None if self.emptied else Compiler(self.view, self.domains).compile()
         self.cuts = 0
 
     def _prune(self) -> tuple[dict, list[str], list[str]]:
@@ -156,10 +158,14 @@ class Search:
 
     def conflict(self, solver: cp_model.CpSolver) -> list[str]:
         """Rules that together rule out every plan of the pruned domains: CP-SAT's core over the
-        guard literals, then each rule dropped in turn while the rest still prove infeasibility."""
+        guard literals, then each rule dropped in turn while the rest still prove infeasibility. The
+        rules whose equalities the compiled model substitutes are kept: it reads them even with their
+        guards off, so only a model compiled without them (minimal_conflict) can tell."""
         by_index = {guard.Index(): rule for rule, guard in self.compiled.guards.items()}
-        core = sorted(by_index[index] for index in solver.SufficientAssumptionsForInfeasibility() if index in by_index)
-        for rule in list(core):
+        kept = sources(self.problem)
+        core = sorted({by_index[index] for index in solver.SufficientAssumptionsForInfeasibility() if index in by_index}
+                      | kept)
+        for rule in [rule for rule in core if rule not in kept]:
             rest = [other for other in core if other != rule]
             if self._infeasible_with(rest):
                 core = rest
@@ -179,7 +185,7 @@ class Search:
         """Search again with the objective split into tight cases (compile.py) and capped at
         ``incumbent``'s value, hinted with it; returns (status, the better plan or the incumbent)."""
         objective = self.problem.objective
-        self.compiled = Compiler(self.problem, self.domains, objective_cap=incumbent.values[objective]).compile()
+        self.compiled = Compiler(self.view, self.domains, objective_cap=incumbent.values[objective]).compile()
         for knob, index in self.compiled.index.items():
             self.compiled.model.AddHint(index, self.domains[knob].index(incumbent.config[knob]))
         status, found, _ = self.run()

@@ -259,33 +259,50 @@ def test_among_equally_fast_plans_the_one_with_most_headroom_is_chosen(tmp_path)
             assert neighbour.values["memory_per_gpu"] >= plan.values["memory_per_gpu"], config
 
 
-def test_the_objective_read_through_the_global_batch_keeps_every_passing_plan_value(tmp_path):
-    """substitute.py reads steps through the global batch inside the objective: every plan that keeps
-    the batch has the evaluator's exact objective, and the bound no longer multiplies the extremes of
-    micro_batch, grad_accum and dp, so one pass orders a 512-GPU cost goal to 1% (no refining pass)."""
+def test_the_rules_read_through_the_global_batch_keep_every_passing_plan_value(tmp_path):
+    """substitute.py compiles steps through the global batch: every plan that keeps the batch has
+    the evaluator's exact values, the bound no longer multiplies the extremes of micro_batch,
+    grad_accum and dp, so one pass orders a 512-GPU cost goal to 1% (no refining pass); and a conflict
+    still names the global batch where a larger one would meet the deadline (the compiled model reads
+    the batch's equality even with its guard off)."""
     from tplan import expr
     from tplan.bounds import Bounds
     from tplan.fold import fold
     from tplan.rewrite import Rewriter
     from tplan.search import Budget, Search
-    from tplan.substitute import objective_tree
+    from tplan.substitute import compile_view
     from tplan.tabulate import Tabulator
 
     goal = {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 1e12},
             "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 64}, "deadline": "60d", "objective": "cost"}
     problem = fold(load_problem(write_goal(tmp_path, goal)))
-    tree, evaluator = objective_tree(problem), problem.evaluator()
-    assert tree != expr.Name("cost")
+    view = compile_view(problem)
+    assert view.rules.derived["tokens_per_step"] != problem.rules.derived["tokens_per_step"]
+    exact, read = problem.evaluator(), view.evaluator()
     kept = 0
     for config in random_configs(problem.domains, 3000, seed=3):
-        values = evaluator.assess(config).values
+        values = exact.assess(config).values
         if values["sequences_per_step"] == values["global_batch_target"]:
             kept += 1
-            assert evaluator.value(tree, config, {}) == pytest.approx(values["cost"], rel=1e-12)
+            assert read.assess(config).values["cost"] == pytest.approx(values["cost"], rel=1e-12)
     assert kept >= 20
-    tabulator = Tabulator(problem.rules, problem.domains, evaluator)
-    bounds = Bounds(tabulator, Rewriter(tabulator), problem.file)
-    assert bounds(tree)[1] * 1e3 < bounds(expr.Name("cost"))[1]
+
+    def upper_bound(of):
+        tabulator = Tabulator(of.rules, of.domains, of.evaluator())
+        return Bounds(tabulator, Rewriter(tabulator), of.file)(expr.Name("cost"))[1]
+    assert upper_bound(view) * 1e3 < upper_bound(problem)
     search = Search(problem, Budget(60))
     status, plan, _ = search.run()
     assert plan.passes and not search.needs_refining(plan)
+
+    # On 8 PCIe GPUs a global batch of 8 all-reduces the gradients every micro-step: 18 min, where a
+    # larger batch takes 10. With a 15-minute deadline the conflict must name the batch with it.
+    goal = {"model": "qwen2.5-0.5b", "task": "finetune", "data": {"tokens": 1e8, "global_batch": 8},
+            "hardware": {"gpu": "rtx-4090", "gpus_per_node": 8}, "deadline": "15m",
+            "knobs": {"micro_batch": [1, 2, 4, 8], "grad_accum": [1, 2, 4], "gpus": 8, "tp": 1, "pp": 1,
+                      "lora_rank": 0, "zero_stage": [0, 1], "offload": "none", "quantization": "none",
+                      "context": 2048, "precision": "bf16", "grad_checkpointing": [False, True]}}
+    problem = load_problem(write_goal(tmp_path, goal))
+    plan = solve(problem, time_limit=60, explain=False)
+    assert plan.status == "infeasible" and "batch/global-batch" in plan.conflict
+    assert_minimal_conflict(problem, plan.conflict)
