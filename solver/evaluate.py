@@ -108,9 +108,10 @@ class Evaluator:
             return self.constants[name]
         raise KeyError(f"{name} is not set")
 
-    def assess(self, config: dict) -> Assessment:
-        """Evaluate every derived quantity and constraint on one complete config."""
-        memo: dict = {}
+    def assess(self, config: dict, known: dict | None = None) -> Assessment:
+        """Evaluate every derived quantity and constraint on one complete config (``known``: derived
+        values already computed for it)."""
+        memo: dict = dict(known or {})
         values = {name: self.name(name, config, memo) for name in self.rules.order}
         assessment = Assessment(dict(config), values)
         for constraint in self.rules.constraints:

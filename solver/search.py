@@ -85,6 +85,7 @@ class Search:
     def __init__(self, problem: Problem, budget: Budget, workers: int = 1):
         self.problem, self.budget, self.workers = problem, budget, workers
         self.evaluator = problem.evaluator()
+        self.reads = {name: problem.rules.knobs_read(expr.Name(name)) for name in problem.rules.derived}
         self.domains, self.pruners, self.emptied = self._prune()
         self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
         self.compiled: CompiledModel | None = None if self.emptied else Compiler(self.view, self.domains).compile()
@@ -216,7 +217,8 @@ class Search:
         second = "train_seconds" if objective == "memory_per_gpu" else "memory_per_gpu"
         limit = plan.values[objective] + abs(plan.values[objective]) * RESOLUTION
         for _ in range(POLISH_ROUNDS):
-            found = self._best_neighbour(plan, second, lambda config: self.evaluator.name(objective, config, {}) <= limit)
+            found = self._best_neighbour(plan, second,
+                                         lambda config, known: self.evaluator.name(objective, config, known) <= limit)
             if found is plan:
                 return plan
             plan = found
@@ -228,10 +230,18 @@ class Search:
         found = plan
         for config in _neighbours(plan.config, self.domains):
             # the cheap tests first: most neighbours are worse, and need no rule checked
-            if (admits is None or admits(config)) and self.evaluator.name(key, config, {}) < found.values[key]:
-                neighbour = self.evaluator.assess(config)
+            known = self.unchanged(plan, config)
+            if ((admits is None or admits(config, known))
+                    and self.evaluator.name(key, config, known) < found.values[key]):
+                neighbour = self.evaluator.assess(config, known)
                 found = neighbour if neighbour.passes else found
         return found
+
+    def unchanged(self, plan: Assessment, config: dict) -> dict:
+        """The derived values of ``plan`` that ``config`` keeps (they read no knob it changes): a
+        neighbour's evaluation starts from them."""
+        changed = {knob for knob, value in config.items() if value != plan.config[knob]}
+        return {name: value for name, value in plan.values.items() if not self.reads[name] & changed}
 
     def binding(self, plan: Assessment) -> tuple[list[Binding], Assessment | None]:
         """Rules that stop a better neighbouring plan (change one knob of the plan to another value of
@@ -239,7 +249,7 @@ class Search:
         its headroom and the best plan it stops; and the runner-up, the best passing neighbour."""
         objective, blocked, runner_up = self.problem.objective, {}, None
         for config in _neighbours(plan.config, self.domains, pairs=False):
-            neighbour = self.evaluator.assess(config)
+            neighbour = self.evaluator.assess(config, self.unchanged(plan, config))
             if neighbour.passes:
                 if runner_up is None or neighbour.values[objective] < runner_up.values[objective]:
                     runner_up = neighbour

@@ -306,3 +306,19 @@ def test_the_rules_read_through_the_global_batch_keep_every_passing_plan_value(t
     plan = solve(problem, time_limit=60, explain=False)
     assert plan.status == "infeasible" and "batch/global-batch" in plan.conflict
     assert_minimal_conflict(problem, plan.conflict)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(goal=goals())
+def test_a_neighbour_evaluated_from_the_values_it_keeps_equals_a_fresh_evaluation(tmp_path, goal):
+    """Search.unchanged seeds a neighbour's evaluation with the plan's values that read no changed
+    knob; every value and verdict must be what the evaluator computes from nothing."""
+    from tplan.search import Budget, Search, _neighbours
+
+    problem = load_problem(write_goal(tmp_path, goal))
+    search, evaluator = Search(problem, Budget(60)), problem.evaluator()
+    plan = evaluator.assess(next(random_configs(problem.domains, 1, seed=11)))
+    for config in itertools.islice(_neighbours(plan.config, problem.domains), 200):
+        seeded, fresh = evaluator.assess(config, search.unchanged(plan, config)), evaluator.assess(config)
+        assert repr(seeded.values) == repr(fresh.values)  # repr: an undefined value (nan) equals itself
+        assert seeded.violations == fresh.violations
