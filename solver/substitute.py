@@ -34,7 +34,8 @@ def compile_view(problem: Problem) -> Problem:
     derived = dict(rules.derived)
     substituted = tuple((name, id(node)) for name, (node, _) in sorted(equal.items()))
     # a subtree's table depends on what the names below it mean: the view keeps tables of its own
-    tables = memo.setdefault(("tables", substituted), {})
+    # (kept with the nodes its key names, so that their ids stay their own)
+    tables = memo.setdefault(("tables", substituted), ({}, tuple(node for node, _ in equal.values())))[0]
     for name, node in rules.derived.items():
         readers = expr.names(node) & set(equal) - {name}
         if readers:
