@@ -14,7 +14,7 @@ import itertools
 from . import expr
 from .errors import InputError
 from .rewrite import Rewriter
-from .tabulate import TABLE_LIMIT, Table, Tabulator
+from .tabulate import Table, Tabulator
 
 
 class Bounds:
@@ -98,10 +98,14 @@ class Bounds:
             highs.append(max(candidates))
         return (min(lows), max(highs)) if lows else (0.0, 0.0)
 
-    def too_large(self, node: expr.Node, wanted: str) -> InputError:
+    def too_large(self, node: expr.Node, wanted: str) -> "TooLarge":
         """The error for a subexpression no reduction brings within reach (it names the knobs)."""
         knobs = sorted(self.tabulator.knobs_of(node))
-        return InputError(self.file, "knobs",
-                          f"{wanted}: `{expr.render(node)}` reads {', '.join(knobs)} "
-                          f"({self.tabulator.size(knobs)} combinations, tabulation limit {TABLE_LIMIT}); "
-                          f"pin or narrow some of them")
+        return TooLarge(self.file, "knobs",
+                        f"{wanted}: `{expr.render(node)}` reads {', '.join(knobs)} "
+                        f"({self.tabulator.size(knobs)} combinations, tabulation limit {self.tabulator.limit}); "
+                        f"pin or narrow some of them")
+
+
+class TooLarge(InputError):
+    """A subexpression that neither tabulates within the limit nor rebuilds from its parts."""

@@ -1,9 +1,11 @@
 """Encode: a Problem's rules as an OR-Tools CP-SAT model over the knobs - the last of the
 compiler's reductions, each in its own module:
 
-    parse (expr.py: rule text -> tree) -> rewrite (rewrite.py: distribute, split conditionals,
-    regroup; substitute.py: the rules as they stand in passing plans) -> bound (bounds.py: an interval per subtree) -> tabulate (tabulate.py: exact values
-    over the knobs a subtree reads) -> encode (here: CP-SAT variables and constraints)
+    parse (expr.py: rule text -> tree) -> fold (fold.py: branches the goal decides) -> substitute
+    (substitute.py: the rules as they stand in passing plans) -> rewrite (rewrite.py: distribute,
+    split conditionals, regroup) -> bound (bounds.py: an interval per subtree) -> tabulate
+    (tabulate.py: exact values over the knobs a subtree reads, up to a table limit) -> encode (here:
+    CP-SAT variables and constraints)
 
 Every knob becomes an index variable over its domain (plus one Boolean per value). A subtree
 that tabulates becomes a table constraint; a larger one is rebuilt from its children (after its
@@ -32,7 +34,7 @@ from . import expr
 from .bounds import Bounds
 from .goal import Problem
 from .rewrite import Rewriter
-from .tabulate import UNDEFINED, Tabulator
+from .tabulate import TABLE_LIMIT, UNDEFINED, Tabulator
 
 VALUE_BITS = 34             # magnitude of a compiled term relative to its unit
 FACTOR_BITS = 26            # magnitude of each factor of a product or of a divisor (34 + 26 <= 62)
@@ -52,16 +54,18 @@ class CompiledModel:
     chosen: dict[str, list[cp_model.IntVar]]             # knob -> one Boolean per value
     guards: dict[str, cp_model.IntVar]                   # constraint id -> guard literal
     objective_resolution: float = 0.0                    # rounding unit of the objective
+    table_limit: int = TABLE_LIMIT                       # most knob combinations a table spans
 
 
 class Compiler:
-    def __init__(self, problem: Problem, domains: dict, objective_cap: float | None = None):
+    def __init__(self, problem: Problem, domains: dict, objective_cap: float | None = None,
+                 table_limit: int = TABLE_LIMIT):
         self.problem = problem
         self.rules = problem.rules
         self.domains = domains
         self.objective_cap = objective_cap  # plans above it cannot beat a known one: prune them
         self.objective_resolution = 0.0     # the objective's rounding unit (how close two plans may tie)
-        self.tabulator = Tabulator(problem.rules, domains, problem.evaluator())
+        self.tabulator = Tabulator(problem.rules, domains, problem.evaluator(), table_limit)
         self.rewriter = Rewriter(self.tabulator)
         self.bounds = Bounds(self.tabulator, self.rewriter, problem.file)
         self.table, self.knobs_of = self.tabulator.table, self.tabulator.knobs_of
@@ -165,6 +169,8 @@ class Compiler:
         shift = round(math.log2(raw_unit / unit))
         if shift >= 0:
             return raw * (2 ** shift)
+        if max(map(abs, self.bounds(node))) < unit:  # below one unit of the sum it joins: it rounds to 0
+            return 0                                 # (and 2**-shift may exceed what CP-SAT's int64 holds)
         result = self._new_int(node, unit)
         self.model.AddDivisionEquality(result, raw, 2 ** -shift)
         return result
@@ -297,7 +303,8 @@ class Compiler:
         preference = sum(self.index.values())
         self.model.Minimize(objective + preference)
         self.model.AddDecisionStrategy(list(self.index.values()), cp_model.CHOOSE_FIRST, cp_model.SELECT_MIN_VALUE)
-        return CompiledModel(self.model, self.index, self.chosen, guards, self.objective_resolution)
+        return CompiledModel(self.model, self.index, self.chosen, guards, self.objective_resolution,
+                             self.tabulator.limit)
 
 
 def _pad(low: float, high: float, unit: float) -> int:

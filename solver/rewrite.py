@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 
 from . import expr
-from .tabulate import TABLE_LIMIT, Tabulator
+from .tabulate import Tabulator
 
 
 class Rewriter:
@@ -93,14 +93,14 @@ class Rewriter:
 
     def _regrouped_chain(self, node: expr.Binary) -> expr.Node | None:
         """Reassociate a chain a * b / c * d ... into as few groups as possible, each reading
-        at most TABLE_LIMIT knob combinations, so each group is one exact table and CP-SAT
+        at most the table limit's knob combinations, so each group is one exact table and CP-SAT
         multiplies only the groups."""
         factors = self._factors(node)
         groups = [(self.tabulator.knobs_of(factor), [(factor, power)]) for factor, power in factors]
         while len(groups) > 1:
             size, i, j = min((self.tabulator.size(a[0] | b[0]), i, j) for i, a in enumerate(groups)
                              for j, b in enumerate(groups) if i < j)
-            if size > TABLE_LIMIT:
+            if size > self.tabulator.limit:
                 break
             merged = (groups[i][0] | groups[j][0], groups[i][1] + groups[j][1])
             groups = [group for k, group in enumerate(groups) if k not in (i, j)] + [merged]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from . import expr
+from .bounds import TooLarge
 from .compile import CompiledModel, Compiler
 from .errors import InputError
 from .evaluate import Assessment
@@ -29,11 +30,13 @@ from .explain import changed_knobs
 from .fold import fold
 from .goal import Problem
 from .substitute import compile_view, sources
+from .tabulate import PREFERRED_TABLE_LIMIT, TABLE_LIMIT
 
 MAX_CUTS = 100
 RESOLUTION = 1e-6  # a plan within this share of the best is as good: below it the encoding may misorder
 REFINE_ABOVE = 1e-2  # search again when the objective's rounding unit exceeds 1% of the plan's value
 POLISH_ROUNDS = 10
+NEIGHBOURS_PER_CLOCK_CHECK = 64  # neighbour scans stop when the command's time limit is spent
 WORK_LIMIT = 60.0  # CP-SAT deterministic time per call (about 1-2 minutes of one core): a limit that ends
                    # the search at the same point on every machine, unlike wall-clock time
 
@@ -88,8 +91,23 @@ class Search:
         self.reads = {name: problem.rules.knobs_read(expr.Name(name)) for name in problem.rules.derived}
         self.domains, self.pruners, self.emptied = self._prune()
         self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
-        self.compiled: CompiledModel | None = None if self.emptied else Compiler(self.view, self.domains).compile()
+        self.compiled: CompiledModel | None = None if self.emptied else self._compile()
         self.cuts = 0
+        self.interrupted = False  # a scan of neighbours the time limit cut short: the plan is not certified
+
+    def _compile(self, objective_cap: float | None = None, table_limit: int = PREFERRED_TABLE_LIMIT) -> CompiledModel:
+        """The model with tables of at most ``table_limit`` combinations, or of up to TABLE_LIMIT where a
+        subexpression cannot be rebuilt from smaller parts. Small tables first: CP-SAT loads and
+        propagates large tables slowly (over the 46 examples and four benchmark goals, 512 took the
+        first search's CPU time, compiling included, from 16.1 to 7.5 s to the same optima; 1,024 gave
+        9.1), but more products of rounded factors make the encoding coarser, so a search whose plan
+        the evaluator rejects, or whose objective needs refining, goes on with the largest tables."""
+        try:
+            return Compiler(self.view, self.domains, objective_cap, table_limit).compile()
+        except TooLarge:
+            if table_limit >= TABLE_LIMIT:
+                raise
+            return Compiler(self.view, self.domains, objective_cap, TABLE_LIMIT).compile()
 
     def _prune(self) -> tuple[dict, list[str], list[str]]:
         """Drop knob values that break a rule reading that knob alone (fp8 on an A100);
@@ -137,10 +155,10 @@ class Search:
 
     def run(self):
         """Solve until CP-SAT's plan passes the evaluator; returns (status, assessment, solver)."""
-        model = self.compiled.model
-        model.ClearAssumptions()
-        model.AddAssumptions(list(self.compiled.guards.values()))
         while True:
+            model = self.compiled.model
+            model.ClearAssumptions()
+            model.AddAssumptions(list(self.compiled.guards.values()))
             solver = self._solver()
             status = solver.Solve(model)
             if status == cp_model.MODEL_INVALID:
@@ -151,6 +169,9 @@ class Search:
             assessment = self.evaluator.assess(self.config_of(solver))
             if assessment.passes:
                 return status, assessment, solver
+            if self.compiled.table_limit < TABLE_LIMIT:  # the coarser encoding misjudged a plan: encode finer
+                self.compiled = self._compile(table_limit=TABLE_LIMIT)
+                continue
             if self.cuts >= MAX_CUTS:  # the encoding and the evaluator disagree too often: no answer, no crash
                 return cp_model.UNKNOWN, None, solver
             self._cut(solver)
@@ -190,7 +211,7 @@ class Search:
         """Search again with the objective split into tight cases (compile.py) and capped at
         ``incumbent``'s value, hinted with it; returns (status, the better plan or the incumbent)."""
         objective = self.problem.objective
-        self.compiled = Compiler(self.view, self.domains, objective_cap=incumbent.values[objective]).compile()
+        self.compiled = self._compile(objective_cap=incumbent.values[objective], table_limit=TABLE_LIMIT)
         for knob, index in self.compiled.index.items():
             self.compiled.model.AddHint(index, self.domains[knob].index(incumbent.config[knob]))
         status, found, _ = self.run()
@@ -209,6 +230,8 @@ class Search:
             if found.values[objective] >= current.values[objective] * (1 - RESOLUTION):
                 return best
             best = found
+            if self.interrupted:
+                break
         return best
 
     def settle(self, plan: Assessment) -> Assessment:
@@ -223,8 +246,8 @@ class Search:
         for _ in range(POLISH_ROUNDS):
             found = self._best_neighbour(plan, second,
                                          lambda config, known: self.evaluator.name(objective, config, known) <= limit)
-            if found is plan:
-                return plan
+            if found is plan or self.interrupted:
+                return found
             plan = found
         return plan
 
@@ -232,7 +255,10 @@ class Search:
         """The passing plan one or two knob changes from ``plan`` lowest in ``key`` (among those
         ``admits`` lets through), or ``plan`` when none is lower."""
         found = plan
-        for config in _neighbours(plan.config, self.domains):
+        for count, config in enumerate(_neighbours(plan.config, self.domains)):
+            if count % NEIGHBOURS_PER_CLOCK_CHECK == 0 and not self.budget.left():
+                self.interrupted = True
+                break
             # the cheap tests first: most neighbours are worse, and need no rule checked
             known = self.unchanged(plan, config)
             if ((admits is None or admits(config, known))
@@ -360,7 +386,8 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     if search.needs_refining(better or assessment):
         status, assessment = search.refine(better or assessment)
         better = polish(assessment)
-    status_name = "optimal" if status == cp_model.OPTIMAL and better is None and certify else "feasible"
+    certified = certify and better is None and not search.interrupted
+    status_name = "optimal" if status == cp_model.OPTIMAL and certified else "feasible"
     chosen = search.settle(better or assessment) if certify and settle else better or assessment
     elapsed = time.perf_counter() - started
     plan = Plan(status_name, chosen, solve_seconds=elapsed, cuts=search.cuts)

@@ -1,7 +1,7 @@
 """Tabulate: the exact value of a subexpression for every combination of the knobs it reads.
 
 Receives a rule tree and the knob domains; returns a Table (the knobs, in index order, and one
-value per combination, row-major) or None when the combinations exceed TABLE_LIMIT. Tables are
+value per combination, row-major) or None when the combinations exceed the limit. Tables are
 built bottom-up from the children's tables with the evaluator's operator table, so every look-up,
 power, ceiling, string comparison and constant is exact before CP-SAT sees it; a combination
 where the expression fails (a missing look-up key, a math error) is UNDEFINED, no plan.
@@ -18,6 +18,7 @@ from .evaluate import ARITHMETIC, FUNCTIONS, Evaluator
 from .packs import RuleSet, table_key
 
 TABLE_LIMIT = 4096          # most knob combinations one tabulated subexpression may span
+PREFERRED_TABLE_LIMIT = 512  # what the search tabulates first (search.py): smaller tables, smaller models
 UNDEFINED = object()        # a table entry whose expression fails there (missing look-up key, math error)
 
 
@@ -65,8 +66,8 @@ def combine(node: expr.Node, row: tuple, tables: dict):
 class Tabulator:
     """Tables of the subexpressions of one rule set over one set of knob domains (cached per node)."""
 
-    def __init__(self, rules: RuleSet, domains: dict, evaluator: Evaluator):
-        self.rules, self.domains, self.evaluator = rules, domains, evaluator
+    def __init__(self, rules: RuleSet, domains: dict, evaluator: Evaluator, limit: int = TABLE_LIMIT):
+        self.rules, self.domains, self.evaluator, self.limit = rules, domains, evaluator, limit
         self._knobs: dict[int, frozenset] = {}
         self._tables: dict[int, Table | None] = {}
         self._kept: list[expr.Node] = []
@@ -93,7 +94,7 @@ class Tabulator:
         key = id(node)
         if key not in self._tables:
             knobs = tuple(sorted(self.knobs_of(node)))
-            if self.size(knobs) > TABLE_LIMIT:
+            if self.size(knobs) > self.limit:
                 self._tables[key] = None
             else:
                 shared = (key, tuple(self.domains[knob] for knob in knobs))
