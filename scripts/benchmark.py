@@ -4,7 +4,8 @@ CPU seconds of whole commands as a user runs them.
 Prints one row per goal: combinations, compile and solve seconds, exhaustive seconds (measured
 where the space is small, otherwise extrapolated from the evaluator's per-config time) and
 the ratio; then one row per command (`tplan --help`, `check`, `solve` of a one-node and a
-1,024-GPU all-knob goal, an infeasible goal with its conflict and repairs) with its CPU seconds
+1,024-GPU all-knob goal, a 512-GPU goal that minimises cost, an infeasible goal with its conflict
+and repairs) with its CPU seconds
 (user + system of the process) and, for solves, the ratio to exhaustive evaluation.
 Run: python scripts/benchmark.py (docs/benchmark.md records a run and its machine).
 """
@@ -65,6 +66,9 @@ COMMAND_GOALS = {
     "one node, every knob": dict(BASE, knobs={}),
     "1,024 GPUs, every knob": dict(BASE, task="pretrain", data={"tokens": 2e11},
                                    hardware={"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 128}, deadline="30d"),
+    "512 GPUs, cost objective": {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 1e12},
+                                 "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 64},
+                                 "deadline": "60d", "objective": "cost"},
     "infeasible (full 7B on one 24 GB GPU)": {"model": "llama-2-7b", "data": {"tokens": 1e8},
                                                "hardware": {"gpu": "rtx-4090"},
                                                "knobs": {"lora_rank": 0, "offload": "none"}},
