@@ -3,8 +3,8 @@ branch the goal takes (its constants decide them: `data.steps > 0`, `task == 'pr
 compiler never bounds or tabulates a branch no plan can reach. Receives a Problem, returns the
 same Problem with folded rules; the evaluator gives every plan the same values before and after.
 Variants of one goal (knob domains widened, rules relaxed) fold to the same trees and share one
-table cache (tabulate.py) and one cache of objective trees (substitute.py), so the repairs of an
-infeasible goal tabulate each subexpression once.
+table cache (tabulate.py) and one cache of substituted trees with their tables (substitute.py), so
+the repairs of an infeasible goal tabulate each subexpression once.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class RuleSet:
     order: list[str] = field(default_factory=list)         # derived names, dependencies first
     _knobs_memo: dict = field(default_factory=dict, repr=False)
     _tables_memo: dict = field(default_factory=dict, repr=False)   # tabulate.py's tables, shared by a goal's variants
-    _trees_memo: dict = field(default_factory=dict, repr=False)    # substitute.py's objective trees, shared likewise
+    _trees_memo: dict = field(default_factory=dict, repr=False)    # substitute.py's rebuilt trees and tables, likewise
 
     def knobs_read(self, node: expr.Node) -> frozenset[str]:
         """Knobs an expression reads, directly or through derived quantities."""

@@ -15,6 +15,7 @@ work limit, so answers do not depend on the machine unless the budget cuts them 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,6 @@ class Search:
     def __init__(self, problem: Problem, budget: Budget, workers: int = 1):
         self.problem, self.budget, self.workers = problem, budget, workers
         self.evaluator = problem.evaluator()
-        self.reads = {name: problem.rules.knobs_read(expr.Name(name)) for name in problem.rules.derived}
         self.domains, self.pruners, self.emptied = self._prune()
         self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
         self.compiled: CompiledModel | None = None if self.emptied else self._compile()
@@ -107,7 +107,7 @@ class Search:
         except TooLarge:
             if table_limit >= TABLE_LIMIT:
                 raise
-            return Compiler(self.view, self.domains, objective_cap, TABLE_LIMIT).compile()
+            return self._compile(objective_cap, TABLE_LIMIT)
 
     def _prune(self) -> tuple[dict, list[str], list[str]]:
         """Drop knob values that break a rule reading that knob alone (fp8 on an A100);
@@ -266,6 +266,11 @@ class Search:
                 neighbour = self.evaluator.assess(config, known)
                 found = neighbour if neighbour.passes else found
         return found
+
+    @functools.cached_property
+    def reads(self) -> dict[str, frozenset]:
+        """The knobs each derived quantity reads (for neighbour scans only)."""
+        return {name: self.problem.rules.knobs_read(expr.Name(name)) for name in self.problem.rules.derived}
 
     def unchanged(self, plan: Assessment, config: dict) -> dict:
         """The derived values of ``plan`` that ``config`` keeps (they read no knob it changes): a
