@@ -52,7 +52,8 @@ def _intended_alternative(error: jsonschema.ValidationError) -> jsonschema.Valid
         by_branch.setdefault(suberror.relative_schema_path[0], []).append(suberror)
 
     def overlap(errors: list) -> int:
-        named = set().union(*(error.schema.get("properties", {}) for error in errors if not error.relative_path))
+        named = set().union(*(suberror.schema.get("properties", {}) for suberror in errors
+                              if not suberror.relative_path))
         return len(named & set(error.instance))
 
     scored = sorted(((overlap(errors), branch) for branch, errors in by_branch.items()), reverse=True)
