@@ -125,6 +125,7 @@ def _model_inputs(document: Document) -> dict:
                        shape, targets, engine_names["model.model_type"])),
                    "model.largest_layer_params": float(largest),
                    "model.vector_params": float(catalog.vector_params(shape)),
+                   "model.block_params": catalog.blocks_params(shape) * total / counted,
                    "model.mlp_blocks_per_token": blocks_per_token, "model.mlp_width_per_token": width_per_token})
     return inputs
 

@@ -9,7 +9,7 @@ import random
 import pytest
 import yaml
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import exhaustive, write_goal
@@ -257,6 +257,29 @@ def test_among_equally_fast_plans_the_one_with_most_headroom_is_chosen(tmp_path)
         neighbour = evaluator.assess(config)
         if neighbour.passes and neighbour.values["train_seconds"] <= limit:
             assert neighbour.values["memory_per_gpu"] >= plan.values["memory_per_gpu"], config
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(goal=goals())
+@example(goal={"model": "llama-3.2-3b", "task": "pretrain", "data": {"tokens": 5e10},
+               "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8, "nodes": 2},
+               "knobs": {"gpus": 16, "pp": [1, 2, 4], "tp": [1, 2]}})
+def test_among_equal_plans_the_values_earliest_in_their_domains_are_kept(tmp_path, goal):
+    # bf16 and fp16 run alike on an A100: a plan whose every value equals that of a neighbour with a
+    # knob earlier in its domain must be that neighbour (the search's tie-break, kept by the scans
+    # that settle a plan, which once moved fp16 in beside ZeRO 2 as a two-knob change).
+    from tplan.search import _neighbours
+
+    problem = load_problem(write_goal(tmp_path, goal))
+    plan = solve(problem, time_limit=60, explain=False).assessment
+    if plan is None:
+        return
+    evaluator, order = problem.evaluator(), {knob: list(values) for knob, values in problem.domains.items()}
+    for config in _neighbours(plan.config, problem.domains, pairs=False):
+        knob = next(knob for knob in config if config[knob] != plan.config[knob])
+        if order[knob].index(config[knob]) < order[knob].index(plan.config[knob]):
+            neighbour = evaluator.assess(config)
+            assert not (neighbour.passes and neighbour.values == plan.values), (knob, config[knob])
 
 
 def test_the_rules_read_through_the_global_batch_keep_every_passing_plan_value(tmp_path):
