@@ -1030,7 +1030,8 @@ def step_time() -> dict:
              "layers at the GPU's measured best matmul rate times a fitted fraction and a saturating term in the "
              "work per micro-step, attention kernels at their published efficiency, element-wise work and the "
              "optimizer step at HBM bandwidth, data-parallel traffic less what the compute hides, tensor-parallel "
-             "traffic, the 1F1B bubble and offload. Four constants are fitted (`tplan calibrate`); the shipped "
+             "traffic, the 1F1B bubble at the pace of the most loaded pipeline stage, and offload. "
+             f"{len(calibration.FITTED)} constants are fitted (`tplan calibrate`); the shipped "
              "values were fitted to the sources marked *training* and the others are held out.", ""]
     lines += table(["constant", "shipped (rules/time.yaml)", "refit to the training sources now"], constant_rows)
     lines += ["Relative error of tokens/s, median / worst |error|. *shipped*: with the constants above (for a "
