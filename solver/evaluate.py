@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import expr
@@ -31,6 +32,65 @@ ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _div
               ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 FUNCTIONS = {"min": min, "max": max, "abs": abs, "ceil": math.ceil, "floor": math.floor,
              "log2": math.log2, "sqrt": math.sqrt}
+
+
+Function = Callable[["Evaluator", dict, dict], object]
+
+
+def function(node: expr.Node) -> Function:
+    """``node`` as a Python function of (evaluator, config, memo) with the operators above: the tree
+    is walked once here instead of on every evaluation. Names are read through the evaluator at call
+    time, so one function serves every evaluator of a rule set (calibrate varies the constants)."""
+    if isinstance(node, expr.Const):
+        constant = node.value
+        return lambda evaluator, config, memo: constant
+    if isinstance(node, expr.Name):
+        name = node.name
+        return lambda evaluator, config, memo: evaluator.name(name, config, memo)
+    if isinstance(node, expr.Lookup):
+        return _lookup(node.table, function(node.key))
+    if isinstance(node, expr.Unary):
+        operand = function(node.operand)
+        if node.op == "not":
+            return lambda evaluator, config, memo: not operand(evaluator, config, memo)
+        return lambda evaluator, config, memo: -operand(evaluator, config, memo)
+    if isinstance(node, expr.Binary):
+        return _binary(node.op, function(node.left), function(node.right))
+    if isinstance(node, expr.IfElse):
+        condition, then, otherwise = function(node.condition), function(node.then), function(node.otherwise)
+        return lambda evaluator, config, memo: (then if condition(evaluator, config, memo)
+                                                else otherwise)(evaluator, config, memo)
+    apply, args = FUNCTIONS[node.function], tuple(function(arg) for arg in node.args)
+    return lambda evaluator, config, memo: apply(*(arg(evaluator, config, memo) for arg in args))
+
+
+def _lookup(table: str, key: Function) -> Function:
+    def lookup(evaluator, config, memo):
+        value = key(evaluator, config, memo)
+        entries = evaluator.tables[table]
+        if table_key(value) not in entries:
+            raise KeyError(f"{table} has no entry for {value!r}")
+        return entries[table_key(value)]
+    return lookup
+
+
+def _binary(op: str, left: Function, right: Function) -> Function:
+    """``and``/``or`` read their right side only when the left does not decide; the other operators
+    need numbers (strings only compare with == and !=)."""
+    if op == "and":
+        return lambda evaluator, config, memo: bool(left(evaluator, config, memo)) and bool(right(evaluator, config, memo))
+    if op == "or":
+        return lambda evaluator, config, memo: bool(left(evaluator, config, memo)) or bool(right(evaluator, config, memo))
+    apply = ARITHMETIC[op]
+    if op in ("==", "!="):
+        return lambda evaluator, config, memo: apply(left(evaluator, config, memo), right(evaluator, config, memo))
+
+    def arithmetic(evaluator, config, memo):
+        a, b = left(evaluator, config, memo), right(evaluator, config, memo)
+        if isinstance(a, str) or isinstance(b, str):
+            raise TypeError(f"{op} needs numbers, not {a!r} and {b!r}")
+        return apply(a, b)
+    return arithmetic
 
 
 @dataclass
@@ -63,33 +123,7 @@ class Evaluator:
 
     def value(self, node: expr.Node, config: dict, memo: dict):
         """Value of ``node`` under ``config`` (knob -> value); ``memo`` caches derived quantities."""
-        if isinstance(node, expr.Const):
-            return node.value
-        if isinstance(node, expr.Name):
-            return self.name(node.name, config, memo)
-        if isinstance(node, expr.Lookup):
-            key = self.value(node.key, config, memo)
-            table = self.tables[node.table]
-            if table_key(key) not in table:
-                raise KeyError(f"{node.table} has no entry for {key!r}")
-            return table[table_key(key)]
-        if isinstance(node, expr.Unary):
-            operand = self.value(node.operand, config, memo)
-            return (not operand) if node.op == "not" else -operand
-        if isinstance(node, expr.Binary):
-            left = self.value(node.left, config, memo)
-            if node.op == "and":
-                return bool(left) and bool(self.value(node.right, config, memo))
-            if node.op == "or":
-                return bool(left) or bool(self.value(node.right, config, memo))
-            right = self.value(node.right, config, memo)
-            if node.op not in ("==", "!=") and (isinstance(left, str) or isinstance(right, str)):
-                raise TypeError(f"{node.op} needs numbers, not {left!r} and {right!r}")
-            return ARITHMETIC[node.op](left, right)
-        if isinstance(node, expr.IfElse):
-            branch = node.then if self.value(node.condition, config, memo) else node.otherwise
-            return self.value(branch, config, memo)
-        return FUNCTIONS[node.function](*(self.value(arg, config, memo) for arg in node.args))
+        return function(node)(self, config, memo)
 
     def name(self, name: str, config: dict, memo: dict):
         if name in config:
@@ -98,7 +132,7 @@ class Evaluator:
             if name in memo:
                 return memo[name]
             try:
-                memo[name] = self.value(self.rules.derived[name], config, memo)
+                memo[name] = self._function(name, self.rules.derived[name])(self, config, memo)
             except (ArithmeticError, TypeError, ValueError, KeyError) as error:
                 file, where = self.rules.origin[name]
                 raise InputError(file, where, f"an expression that evaluates for {_show(config)}; "
@@ -122,10 +156,18 @@ class Evaluator:
 
     def holds(self, constraint: Constraint, config: dict, memo: dict) -> bool:
         try:
-            return bool(self.value(constraint.condition, config, memo))
+            return bool(self._function(constraint.id, constraint.condition)(self, config, memo))
         except (ArithmeticError, TypeError, ValueError, KeyError) as error:
             raise InputError(constraint.file, constraint.where,
                              f"a condition that evaluates for {_show(config)}; got {error.__class__.__name__}: {error}")
+
+    def _function(self, key: str, node: expr.Node) -> Function:
+        """The function of a derived quantity or a rule's condition, built once per rule set (and
+        shared by its folded and substituted copies: the node is kept with it, so its id stays its own)."""
+        entry = self.rules._functions_memo.get((key, id(node)))
+        if entry is None:
+            entry = self.rules._functions_memo[(key, id(node))] = (function(node), node)
+        return entry[0]
 
     def message(self, constraint: Constraint, config: dict, memo: dict) -> str:
         text = constraint.message

@@ -10,6 +10,7 @@ cycles are reported with the pack, the rule and the cycle.
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import re
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class RuleSet:
     _knobs_memo: dict = field(default_factory=dict, repr=False)
     _tables_memo: dict = field(default_factory=dict, repr=False)   # tabulate.py's tables, shared by a goal's variants
     _trees_memo: dict = field(default_factory=dict, repr=False)    # substitute.py's rebuilt trees and tables, likewise
+    _functions_memo: dict = field(default_factory=dict, repr=False)  # evaluate.py's functions of derived names and rules
 
     def knobs_read(self, node: expr.Node) -> frozenset[str]:
         """Knobs an expression reads, directly or through derived quantities."""
@@ -76,9 +78,14 @@ class RuleSet:
                 found |= self._knobs_memo[name]
         return frozenset(found)
 
-    def message_names(self, constraint: Constraint) -> list[tuple[str, expr.Node, str | None]]:
-        return [(text, expr.parse(text, constraint.file, constraint.where), spec)
-                for text, spec in PLACEHOLDER.findall(constraint.message)]
+    def message_names(self, constraint: Constraint) -> tuple[tuple[str, expr.Node, str | None], ...]:
+        return _placeholders(constraint.message, constraint.file, constraint.where)
+
+
+@functools.cache
+def _placeholders(message: str, file: str, where: str) -> tuple[tuple[str, expr.Node, str | None], ...]:
+    """Each ``{expression:spec}`` of a rule's message, parsed once."""
+    return tuple((text, expr.parse(text, file, where), spec) for text, spec in PLACEHOLDER.findall(message))
 
 
 def table_key(value) -> str:
