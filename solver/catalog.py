@@ -63,13 +63,17 @@ def find_model(name: str, file: str, where: str) -> dict:
 
 
 FINE_TUNE_SUFFIX = re.compile(r"-(instruct|chat|it)(?=-|$)")  # Llama-3.1-8B-Instruct, gemma-2-2b-it
+BASE_SUFFIX = re.compile(r"-base$")      # Qwen3-8B-Base: the pretrained weights of the same architecture
+META_PREFIX = re.compile(r"^meta-(?=llama)")  # Meta-Llama-3.1-8B: the repository's name before Llama 3.2
 
 
 def _base_names(wanted: str) -> list[str]:
     """The names to look up: as given, without its organisation, and its base release's names."""
     names = [wanted, wanted.split("/")[-1]]
+    names += [META_PREFIX.sub("", name) for name in names]
+    names += [BASE_SUFFIX.sub("", name) for name in names]
     for base in ("", "-base", "-pt", "-hf"):  # Mistral-Nemo-Base-2407, gemma-3-1b-pt, Llama-2-7b-hf
-        names += [FINE_TUNE_SUFFIX.sub(base, name, count=1) for name in names[:2]]
+        names += [FINE_TUNE_SUFFIX.sub(base, name, count=1) for name in names[:8]]
     return names
 
 

@@ -214,7 +214,7 @@ def _launch_line(problem, plan, deepspeed_out: str | None) -> str:
     """The command that starts the plan: the deepspeed launcher where it uses ZeRO, else torchrun."""
     run = Run.of(problem, plan)
     if deepspeed.used(run):
-        words = launchers.deepspeed(run) + [deepspeed.SCRIPT, "--deepspeed", deepspeed_out or "ds_config.json"]
+        words = deepspeed.command(run, deepspeed_out or "ds_config.json")
     else:
         words = launchers.torchrun(run) + [deepspeed.SCRIPT]
     return launchers.line(words)

@@ -5,9 +5,11 @@ schema, torchtitan's config manager and DeepSpeed's parser - and what they under
 from __future__ import annotations
 
 import json
+import shlex
 
 import deepspeed.comm
 import pytest
+from accelerate.commands.launch import launch_command_parser
 from deepspeed.runtime.config import DeepSpeedConfig
 
 from conftest import ROOT, run_cli, run_json
@@ -76,21 +78,41 @@ def test_lora_targets_are_the_architectures_own_modules(tmp_goal, tmp_path, judg
     assert seen["lora_params"] == 8 * layers * per_layer
 
 
-@pytest.mark.parametrize("goal", ["fsdp-fp8", "zero3-offload"])
+FSDP_OFFLOAD = {**FSDP_FP8, "model": "llama-3.2-1b", "hardware": {"gpu": "a100-40gb", "gpus_per_node": 4, "nodes": 2},
+                "knobs": {**FSDP_FP8["knobs"], "precision": "bf16", "offload": "full"}}
+
+
+@pytest.mark.parametrize("goal", ["fsdp-fp8", "fsdp-offload", "zero3-offload"])
 def test_accelerate_launch_loads_the_accelerate_config(tmp_goal, tmp_path, judge, goal):
-    goal = FSDP_FP8 if goal == "fsdp-fp8" else {**FULL, "knobs": {**FULL["knobs"], "zero_stage": 3,
-                                                                   "offload": "full", "micro_batch": 4}}
+    goal = {"fsdp-fp8": FSDP_FP8, "fsdp-offload": FSDP_OFFLOAD}.get(goal) or \
+        {**FULL, "knobs": {**FULL["knobs"], "zero_stage": 3, "offload": "full", "micro_batch": 4}}
     config, folder = emitted(tmp_goal, tmp_path, goal, "accelerate")
     seen = judge("accelerate_config.py", folder / "accelerate.yaml")
     assert seen["num_processes"] == config["gpus"] and seen["num_machines"] == config["nodes"]
-    if goal is FSDP_FP8:
-        assert seen["distributed_type"] == "FSDP" and seen["mixed_precision"] == "fp8"
-        assert seen["fsdp"]["version"] == 2 and seen["fsdp"]["reshard_after_forward"] is True
-        assert seen["fp8_backend"] == "TE" and seen["fp8_format"] == "HYBRID"
+    if goal.get("framework") == "fsdp":
+        assert seen["distributed_type"] == "FSDP" and seen["mixed_precision"] == config["precision"]
+        assert seen["fsdp"]["version"] == 2
+        assert seen["fsdp"]["reshard_after_forward"] == (config["zero_stage"] == 3)
+        assert seen["fsdp"]["offload_params"] == (config["offload"] == "full")
     else:
         assert seen["distributed_type"] == "DEEPSPEED" and seen["deepspeed"]["zero_stage"] == 3
+    if config["precision"] == "fp8":
+        assert seen["fp8_backend"] == "TE" and seen["fp8_format"] == "HYBRID"
     trainer = judge("hf_trainer.py", folder / "sft_config.yaml")
     assert (trainer["micro_batch"], trainer["grad_accum"]) == (config["micro_batch"], config["grad_accum"])
+
+
+def test_axolotl_hands_accelerate_the_processes_of_every_node(tmp_goal, tmp_path):
+    """`axolotl train CONFIG ...` passes the options after its config to `accelerate launch`, whose
+    --num_processes counts the processes of all machines (4 x 2 nodes: 8, not 4)."""
+    goal = {**FULL, "hardware": {"gpu": "a100-40gb", "gpus_per_node": 4, "nodes": 2},
+            "knobs": {**FULL["knobs"], "gpus": 8}}
+    config, folder = emitted(tmp_goal, tmp_path, goal, "axolotl")
+    line = (folder / "launch.sh").read_text().strip().splitlines()[-1]
+    words = shlex.split(line.replace("$NODE_RANK", "1").replace("$MASTER_ADDR", "10.0.0.1").replace("$HERE", "."))
+    launch = launch_command_parser().parse_args([*words[words.index("train") + 2:], "train.py"])
+    assert (launch.num_processes, launch.num_machines, launch.machine_rank) == (config["gpus"], config["nodes"], 1)
+    assert config["nodes"] == 2
 
 
 @pytest.mark.parametrize("goal", ["qlora", "fsdp"])

@@ -13,6 +13,7 @@ import yaml
 
 from conftest import run_cli, run_json
 from tplan.catalog import find_model
+from tplan.errors import InputError
 
 GOAL = {"model": "qwen2.5-1.5b", "task": "finetune", "data": {"tokens": 1e8},
         "hardware": {"gpu": "a100-80gb", "gpus_per_node": 4}}
@@ -69,6 +70,60 @@ def test_an_auto_deepspeed_json_takes_its_values_from_the_arguments_naming_it(tm
                 config["precision"], config["grad_checkpointing"], config["gpus"]) == (2, 8, 3, "optimizer", "bf16", True, 4)
 
 
+def test_an_auto_deepspeed_json_in_a_subfolder_is_read_with_the_config_above_naming_it(tmp_path):
+    """axolotl's examples keep their DeepSpeed JSON in deepspeed_configs/ below the config naming it."""
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    (tmp_path / "deepspeed_configs").mkdir()
+    write(tmp_path / "deepspeed_configs", "zero3_bf16.json", AUTO_DS)
+    write(tmp_path, "qwen.yml", {"base_model": "Qwen/Qwen2.5-1.5B", "micro_batch_size": 2, "gradient_accumulation_steps": 4,
+                                 "sequence_len": 2048, "bf16": "auto", "deepspeed": "deepspeed_configs/zero3_bf16.json",
+                                 "datasets": [{"path": "x", "type": "alpaca"}]})
+    for file in ("qwen.yml", "deepspeed_configs/zero3_bf16.json"):
+        config = checked(tmp_path / file, "--goal", goal)
+        assert (config["micro_batch"], config["grad_accum"], config["zero_stage"], config["offload"]) == \
+            (2, 4, 3, "optimizer"), file
+
+
+@pytest.mark.parametrize("folders", [("", ""), ("run", "run/sub")])
+def test_deepspeed_and_hf_args_files_read_back_as_the_plan(tmp_path, folders):
+    """--deepspeed FILE --hf-args FILE: the arguments name the JSON (also for a ZeRO-0 plan, where the
+    Trainer then runs DeepSpeed's engine), so either file reads back as the plan."""
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"precision": "bf16-pure", "lora_rank": 0, "zero_stage": 0,
+                                                            "offload": "none"}})
+    arguments, json_file = tmp_path / folders[0] / "args.yaml", tmp_path / folders[1] / "ds.json"
+    json_file.parent.mkdir(parents=True, exist_ok=True)
+    code, plan = run_json("solve", goal, "--deepspeed", json_file, "--hf-args", arguments, "--no-explain")
+    assert code == 0, plan
+    for file in (arguments, json_file):
+        assert checked(file, "--goal", goal) == plan["config"], file
+
+
+def test_an_accelerate_deepspeed_section_is_read_whole(tmp_path):
+    """What `accelerate config` writes for DeepSpeed without a JSON file: its accumulation is read, and a key
+    under deepspeed_config that tplan does not know is refused, not skipped."""
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 2, "context": 2048}})
+    section = {"gradient_accumulation_steps": 4, "offload_optimizer_device": "none", "offload_param_device": "none",
+               "zero3_init_flag": True, "zero3_save_16bit_model": True, "zero_stage": 3}
+    accelerate = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "DEEPSPEED", "mixed_precision": "bf16",
+                  "num_machines": 1, "num_processes": 4, "machine_rank": 0, "deepspeed_config": section}
+    config = checked(write(tmp_path, "accelerate.yaml", accelerate), "--goal", goal)
+    assert (config["grad_accum"], config["zero_stage"], config["gpus"]) == (4, 3, 4)
+    result = run_cli("check", write(tmp_path, "odd.yaml", {**accelerate, "deepspeed_config": {**section, "stage4": 1}}),
+                     "--goal", goal)
+    assert result.returncode == 2 and "deepspeed_config.stage4" in result.stderr
+
+
+def test_hybrid_sharding_across_nodes_is_refused(tmp_path):
+    """HYBRID_SHARD shards within each node and replicates across nodes, which tplan's ZeRO stages do not
+    model; on one node it is full sharding."""
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 4, "nodes": 2}})
+    fsdp = {**ACCELERATE_FSDP, "fsdp_config": {"fsdp_version": 1, "fsdp_sharding_strategy": "HYBRID_SHARD"}}
+    result = run_cli("check", write(tmp_path, "hybrid.yaml", {**fsdp, "num_machines": 2, "num_processes": 8}),
+                     "--goal", goal)
+    assert result.returncode == 2 and "fsdp_sharding_strategy" in result.stderr
+    assert checked(write(tmp_path, "one_node.yaml", fsdp), "--goal", goal)["zero_stage"] == 3
+
+
 def test_an_auto_deepspeed_json_alone_takes_the_rest_from_the_goal(tmp_path):
     goal = write(tmp_path, "goal.yaml", {**GOAL, "knobs": {"micro_batch": 4, "grad_accum": 2, "precision": "bf16"}})
     config = checked(write(tmp_path, "ds_config.json", AUTO_DS), "--goal", goal)
@@ -104,9 +159,19 @@ def test_an_axolotl_config_names_a_fine_tuned_release_of_a_catalog_model(tmp_pat
     ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"), ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
     ("google/gemma-2-2b-it", "gemma-2-2b"), ("mistralai/Mistral-7B-Instruct-v0.1", "mistral-7b-v0.1"),
     ("meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"), ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
-    ("google/gemma-3-1b-it", "gemma-3-1b")])
+    ("google/gemma-3-1b-it", "gemma-3-1b"), ("meta-llama/Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+    ("NousResearch/Meta-Llama-3.1-8B", "llama-3.1-8b"), ("Qwen/Qwen3-8B-Base", "qwen3-8b"),
+    ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b")])
 def test_fine_tuned_releases_are_their_base_architecture(name, catalog_id):
     assert find_model(name, "f", "model")["id"] == catalog_id
+
+
+@pytest.mark.parametrize("name", ["mistralai/Mistral-7B-Instruct-v0.2", "meta-llama/Meta-Llama-3-8B-Instruct"])
+def test_another_release_of_a_family_is_not_guessed(name):
+    """Mistral 7B v0.2 and Llama 3 (not 3.1) differ from the catalog's releases in context and rotary
+    settings: refused, not mapped to the nearest name."""
+    with pytest.raises(InputError, match="a model from the catalog"):
+        find_model(name, "f", "model")
 
 
 @pytest.mark.parametrize("change, key", [

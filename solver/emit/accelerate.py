@@ -75,15 +75,36 @@ KNOWN = {"compute_environment", "distributed_type", "num_machines", "num_process
          "main_training_function", "dynamo_config", "ipex_config", "mpirun_config", "parallelism_config"}
 
 
+# the keys `accelerate config` writes under deepspeed_config and fsdp_config (accelerate 1.16,
+# commands/config/cluster.py), besides those read below: launch, saving and wrapping details
+DEEPSPEED_KEYS = {"deepspeed_config_file", "zero_stage", "offload_optimizer_device", "offload_param_device",
+                  "offload_optimizer_nvme_path", "offload_param_nvme_path", "gradient_accumulation_steps",
+                  "gradient_clipping", "zero3_save_16bit_model", "zero3_init_flag", "deepspeed_moe_layer_cls_names",
+                  "deepspeed_multinode_launcher", "deepspeed_hostfile", "deepspeed_exclusion_filter",
+                  "deepspeed_inclusion_filter"}
+FSDP_KEYS = {"fsdp_version", "fsdp_reshard_after_forward", "fsdp_sharding_strategy", "fsdp_offload_params",
+             "fsdp_auto_wrap_policy", "fsdp_transformer_layer_cls_to_wrap", "fsdp_min_num_params",
+             "fsdp_backward_prefetch", "fsdp_state_dict_type", "fsdp_forward_prefetch", "fsdp_use_orig_params",
+             "fsdp_cpu_ram_efficient_loading", "fsdp_sync_module_states", "fsdp_activation_checkpointing"}
+# FSDP1's sharding strategies as ZeRO stages; the hybrid ones shard within a node only (below)
+SHARDING = {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0, "HYBRID_SHARD": 3, "_HYBRID_SHARD_ZERO2": 2,
+            "1": 3, "2": 2, "3": 0, "4": 3, "5": 2}
+HYBRID = ("HYBRID_SHARD", "_HYBRID_SHARD_ZERO2", "4", "5")
+
+
 def knobs(fields: Fields) -> tuple[dict, dict]:
     """(knobs, goal settings) an accelerate config pins: GPUs, precision, sharding, offload,
-    checkpointing, and the framework. Tensor or context parallel sizes (parallelism_config) and
-    Megatron-LM are refused: tplan does not read them from an accelerate config."""
+    checkpointing, accumulation, and the framework. Tensor, context or replicated data parallel sizes
+    (parallelism_config), sharding within a node only across several nodes, and Megatron-LM are
+    refused: tplan does not read them from an accelerate config."""
     fields.unknown((), KNOWN, ("tpu_",))
+    fields.unknown(("deepspeed_config",), DEEPSPEED_KEYS)
+    fields.unknown(("fsdp_config",), FSDP_KEYS)
     for key, size in fields.section(("parallelism_config",)).items():
-        if key.endswith(("_tp_size", "_cp_size", "_sp_size")) and size not in (1, None):
-            raise fields.error(("parallelism_config", key), "1 (tplan reads tensor and context parallelism from a "
-                                                            "torchtitan config or a tplan config, not accelerate's)")
+        if key.endswith(("_tp_size", "_cp_size", "_sp_size", "_replicate_size")) and size not in (1, None):
+            raise fields.error(("parallelism_config", key), "1 (tplan reads tensor, context and replicated data "
+                                                            "parallelism from a torchtitan or tplan config, not "
+                                                            "accelerate's)")
     kind = fields.choice(("distributed_type",), {"NO": "none", "MULTI_GPU": "ddp", "DEEPSPEED": "deepspeed",
                                                  "FSDP": "fsdp"}, "none")
     found = {"gpus": fields.integer(("num_processes",), default=1)}
@@ -95,9 +116,12 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
         if version == 2:
             found["zero_stage"] = 3 if fields.flag(("fsdp_config", "fsdp_reshard_after_forward"), True) else 2
         else:
-            found["zero_stage"] = fields.choice(("fsdp_config", "fsdp_sharding_strategy"),
-                                                {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0,
-                                                 "HYBRID_SHARD": 3, "1": 3, "2": 2, "3": 0}, 3)
+            found["zero_stage"] = fields.choice(("fsdp_config", "fsdp_sharding_strategy"), SHARDING, 3)
+            strategy = str(fields.raw(("fsdp_config", "fsdp_sharding_strategy"), "")).upper()
+            if strategy in HYBRID and fields.integer(("num_machines",), default=1) > 1:
+                raise fields.error(("fsdp_config", "fsdp_sharding_strategy"),
+                                   "a strategy that shards over every GPU (tplan does not model sharding within "
+                                   "each node and replicating across nodes)")
         found["offload"] = "full" if fields.flag(("fsdp_config", "fsdp_offload_params")) else "none"
         found["grad_checkpointing"] = fields.flag(("fsdp_config", "fsdp_activation_checkpointing"))
     elif kind == "deepspeed" and fields.has(("deepspeed_config", "deepspeed_config_file")):
@@ -105,6 +129,8 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
     elif kind == "deepspeed":
         settings["framework"] = "deepspeed"
         found["zero_stage"] = fields.integer(("deepspeed_config", "zero_stage"), default=0, minimum=0, maximum=3)
+        if fields.has(("deepspeed_config", "gradient_accumulation_steps")):  # else the Trainer arguments' (or 1)
+            found["grad_accum"] = fields.integer(("deepspeed_config", "gradient_accumulation_steps"))
         offload = {part: fields.choice(("deepspeed_config", f"offload_{part}_device"), deepspeed.OFFLOAD_DEVICES,
                                        "none") for part in ("optimizer", "param")}
         found["offload"] = deepspeed.offload_of(offload)

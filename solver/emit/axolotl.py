@@ -53,7 +53,8 @@ def files(run: Run) -> dict:
     written = {CONFIG_FILE: HEADER + yaml.safe_dump(config(run), sort_keys=False)}
     if run.problem.inputs["framework"] == "deepspeed" and deepspeed.used(run):
         written[huggingface.DS_FILE] = deepspeed.config(run, trainer=True)
-    command = ["axolotl", "train", f"$HERE/{CONFIG_FILE}", "--num-processes", str(run.per_node)]
+    # axolotl hands these to `accelerate launch`, whose --num_processes counts every node's processes
+    command = ["axolotl", "train", f"$HERE/{CONFIG_FILE}", "--num-processes", str(run["gpus"])]
     if run.nodes > 1:
         command += ["--num-machines", str(run.nodes), "--machine-rank", '"$NODE_RANK"',
                     "--main-process-ip", '"$MASTER_ADDR"']

@@ -72,7 +72,8 @@ def used(run: Run) -> bool:
 def files(run: Run) -> dict[str, str | dict]:
     """The deepspeed target: ds_config.json and launch.sh for the team's own training script, which
     must do what the config cannot say (the notes in launch.sh)."""
-    notes = ["The training script (TRAIN_SCRIPT, default train.py) must pass --deepspeed to deepspeed.initialize",
+    notes = ["The training script (TRAIN_SCRIPT, default train.py) takes DeepSpeed's own arguments",
+             "(deepspeed.add_config_arguments: --deepspeed --deepspeed_config FILE) and passes them to deepspeed.initialize",
              f"and train with: context {run['context']} tokens, "
              + ("full" if run["grad_checkpointing"] is True else "selective" if run["grad_checkpointing"] else "no")
              + " activation checkpointing, "
@@ -80,8 +81,14 @@ def files(run: Run) -> dict[str, str | dict]:
                 f"{' over an ' + run['quantization'] + ' base' if run['quantization'] != 'none' else ''}, "
                 if run.lora else "every weight trained, ")
              + f"optimizer {run['optimizer']}"]
-    command = launch.deepspeed(run) + [SCRIPT, "--deepspeed", "$HERE/ds_config.json"]
-    return {"ds_config.json": config(run), "launch.sh": launch.script(run, command, notes), **launch.hostfile(run)}
+    return {"ds_config.json": config(run), "launch.sh": launch.script(run, command(run, "$HERE/ds_config.json"), notes),
+            **launch.hostfile(run)}
+
+
+def command(run: Run, config_file: str) -> list[str]:
+    """The deepspeed launcher starting the team's script with DeepSpeed's own arguments
+    (deepspeed.add_config_arguments: the --deepspeed flag and --deepspeed_config FILE)."""
+    return launch.deepspeed(run) + [SCRIPT, "--deepspeed", "--deepspeed_config", config_file]
 
 
 def knobs(fields: Fields) -> dict:

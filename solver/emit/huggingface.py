@@ -22,7 +22,7 @@ DATASET = '"${DATASET:?set DATASET to the Hugging Face dataset id to train on}"'
 CONFIG_FILE = "sft_config.yaml"
 
 
-def arguments(run: Run, deepspeed_file: str | None = DS_FILE) -> dict:
+def arguments(run: Run, deepspeed_file: str | None) -> dict:
     """The keys `trl sft --config` reads, valid under transformers 4.x and 5.x: batch, schedule,
     precision (the dtype the model loads in: bf16-pure loads bfloat16 weights, whose optimizer
     states are then bfloat16 too), checkpointing, optimizer, context, LoRA and quantisation."""
@@ -45,7 +45,7 @@ def arguments(run: Run, deepspeed_file: str | None = DS_FILE) -> dict:
         result.update(load_in_4bit=run["quantization"] == "nf4", load_in_8bit=run["quantization"] == "int8")
         if run["quantization"] == "nf4":
             result.update(bnb_4bit_quant_type="nf4", use_bnb_nested_quant=False)
-    if deepspeed_file and deepspeed.used(run):
+    if deepspeed_file:
         result["deepspeed"] = deepspeed_file
     result.update(output_dir="output", report_to="none")
     return result
@@ -54,7 +54,7 @@ def arguments(run: Run, deepspeed_file: str | None = DS_FILE) -> dict:
 def files(run: Run) -> dict:
     """sft_config.yaml, ds_config.json (with "auto" where the Trainer fills values in) when the plan
     uses ZeRO or offload, and launch.sh."""
-    written = {CONFIG_FILE: arguments(run)}
+    written = {CONFIG_FILE: arguments(run, DS_FILE if deepspeed.used(run) else None)}
     if deepspeed.used(run):
         written[DS_FILE] = deepspeed.config(run, trainer=True)
     command = launch.torchrun(run) + ["-m", "trl.scripts.sft", "--config", f"$HERE/{CONFIG_FILE}",

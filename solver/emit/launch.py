@@ -12,13 +12,17 @@ PORT = 29500      # torch.distributed's usual rendezvous port
 
 def script(run: Run, command: list[str], notes: list[str] = (), cd: bool = False) -> str:
     """launch.sh: ``command`` (words; a word starting with $HERE/ is a file beside the script) run on
-    each node, after what the training script itself must do (``notes``); with ``cd``, from the
-    script's folder (the files it names name each other by relative paths)."""
+    each node (the deepspeed launcher's: once, on the first host of its hostfile), after what the
+    training script itself must do (``notes``); with ``cd``, from the script's folder (the files it
+    names name each other by relative paths)."""
     lines = ["#!/usr/bin/env bash",
              f"# Written by tplan for {run.problem.model_name} on {run.config['gpus']} x {run.problem.gpu_name} "
              f"({run.nodes} node{'s' if run.nodes > 1 else ''}).",
              *(f"# {note}" for note in notes)]
-    if run.nodes > 1:
+    if run.nodes > 1 and command[0] == "deepspeed":
+        lines += ["# Several nodes: run this script once, on the first host of the hostfile, with MASTER_ADDR (its",
+                  "# address) set; the deepspeed launcher starts every host of the hostfile over ssh (pdsh)."]
+    elif run.nodes > 1:
         lines += [f"# Several nodes: run this script on each node with NODE_RANK (0..{run.nodes - 1}) and "
                   f"MASTER_ADDR (node 0's address) set."]
     lines += ["set -euo pipefail", 'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',

@@ -14,6 +14,8 @@ from ..load import Document, read
 from . import accelerate, axolotl, deepspeed, huggingface, side_name, torchtitan, torchtune
 from .fields import Fields
 
+ACCELERATE_DEEPSPEED = ("deepspeed_config", "deepspeed_config_file")  # where an accelerate config names its JSON
+
 def engine_of(document: Document) -> str | None:
     """The engine whose config this is, or None for a tplan goal or config."""
     data = document.data
@@ -34,15 +36,11 @@ def engine_of(document: Document) -> str | None:
     return None
 
 
-def reading(document: Document, engine: str, goal_knobs: dict,
-            arguments: Document | None = None) -> tuple[dict, dict, list[str]]:
-    """(knobs, goal settings, the other files of the run read) of an engine's config and its
-    companions; ``arguments`` are the Trainer arguments that name a DeepSpeed JSON (see naming),
-    ``goal_knobs`` (the goal's one value of each) stand in for a lone DeepSpeed JSON's "auto" values."""
+def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, dict, list[str]]:
+    """(knobs, goal settings, the other files of the run read) of an engine's config and the files it
+    names or launches (see owner); ``goal_knobs`` (the goal's one value of each) stand in for a lone
+    DeepSpeed JSON's "auto" values."""
     if engine == "deepspeed":
-        if arguments is not None:  # the Trainer arguments that name this JSON own its "auto" values
-            knobs, settings, companions = reading(arguments, engine_of(arguments), goal_knobs)
-            return knobs, settings, [arguments.path, *companions]
         return deepspeed.knobs(Fields(document, deepspeed.auto_values(goal_knobs))), {"framework": "deepspeed"}, []
     if engine in ("hf", "axolotl"):
         module = huggingface if engine == "hf" else axolotl
@@ -60,8 +58,8 @@ def reading(document: Document, engine: str, goal_knobs: dict,
         beside = _arguments_beside(document)
         arguments, argument_settings = huggingface.knobs(Fields(beside)) if beside else ({}, {})
         layers, companions = [arguments, knobs], [beside.path] if beside else []
-        if fields.text(("deepspeed_config", "deepspeed_config_file")):
-            companion = _companion(document, fields, ("deepspeed_config", "deepspeed_config_file"))
+        if fields.text(ACCELERATE_DEEPSPEED):
+            companion = _companion(document, fields, ACCELERATE_DEEPSPEED)
             layers.insert(1, deepspeed.knobs(Fields(companion, deepspeed.auto_values(arguments))))
             companions.append(companion.path)
         return _merged(*layers), {**argument_settings, **settings}, companions
@@ -94,8 +92,9 @@ def _companion(document: Document, fields: Fields, key_path: tuple) -> Document:
     return read(path)
 
 
-def _siblings(document: Document):
-    folder = Path(document.path).parent
+def _siblings(document: Document, folder: Path | None = None):
+    """The YAML and JSON files tplan can read in ``folder`` (the document's own by default)."""
+    folder = folder or Path(document.path).parent
     for path in sorted(folder.iterdir()) if document.path != "<stdin>" else ():
         if path.suffix in (".json", ".yaml", ".yml") and path.is_file() and str(path) != document.path:
             try:
@@ -104,21 +103,49 @@ def _siblings(document: Document):
                 continue
 
 
-def naming(document: Document) -> Document | None:
-    """Trainer arguments or an axolotl config beside a DeepSpeed JSON that name it."""
-    own = Path(document.path).resolve()
-    for sibling in _siblings(document):
-        data = sibling.data
-        if isinstance(data, dict) and engine_of(sibling) in ("hf", "axolotl") and isinstance(data.get("deepspeed"), str) \
-                and (Path(sibling.path).parent / data["deepspeed"]).resolve() == own:
-            return sibling
+def owner(document: Document) -> Document | None:
+    """The file that runs ``document`` as part of its run: for a DeepSpeed JSON, the Trainer arguments,
+    axolotl or accelerate config that names it (in its folder, or the folder above, where axolotl's
+    examples keep deepspeed_configs/); for Trainer arguments, the accelerate config beside them
+    that launches them (the pair tplan writes). None for a file that runs on its own."""
+    engine = engine_of(document)
+    if engine == "deepspeed" and document.path != "<stdin>":
+        own = Path(document.path).resolve()
+        folder = own.parent
+        for candidate in [*_siblings(document), *_siblings(document, folder.parent)]:
+            if own in _named_deepspeed(candidate):
+                return candidate
+    if engine == "hf":
+        for candidate in _siblings(document):
+            beside = _arguments_beside(candidate) if engine_of(candidate) == "accelerate" else None
+            if beside is not None and beside.path == document.path:
+                return candidate
     return None
+
+
+def _named_deepspeed(document: Document) -> list[Path]:
+    """The DeepSpeed JSON a Trainer arguments, axolotl or accelerate config names, if any."""
+    engine, data = engine_of(document), document.data
+    if engine == "accelerate":
+        data = data.get(ACCELERATE_DEEPSPEED[0])
+    named = data.get("deepspeed" if engine in ("hf", "axolotl") else ACCELERATE_DEEPSPEED[1]) \
+        if engine in ("hf", "axolotl", "accelerate") and isinstance(data, dict) else None
+    return [(Path(document.path).parent / named).resolve()] if isinstance(named, str) else []
 
 
 def _arguments_beside(document: Document) -> Document | None:
     """The one Trainer arguments file beside an accelerate config (the pair tplan writes)."""
     found = [sibling for sibling in _siblings(document) if engine_of(sibling) == "hf"]
     return found[0] if len(found) == 1 else None
+
+
+def _run_files(document: Document) -> list[Document]:
+    """``document`` and the files that run it, each the owner of the one before (at most three:
+    a DeepSpeed JSON, the Trainer arguments naming it, the accelerate config launching them)."""
+    files = [document]
+    while len(files) < 3 and (found := owner(files[-1])) is not None:
+        files.append(found)
+    return files
 
 
 def implied_gpus(knobs: dict, goal_knobs: dict) -> dict:
@@ -135,25 +162,25 @@ def implied_gpus(knobs: dict, goal_knobs: dict) -> dict:
 
 
 def engine_problem(document: Document, goal: Document | None, rules: tuple) -> Problem:
-    """The config an engine's file (with its companions) describes, on the goal's hardware and data:
-    ``goal``, or else NAME.tplan.yaml beside the file (or beside the Trainer arguments that name a
-    DeepSpeed JSON)."""
-    engine = engine_of(document)
-    arguments = naming(document) if engine == "deepspeed" else None
+    """The config an engine's file describes with the files of its run (read from the one that runs
+    the others: see owner), on the goal's hardware and data: ``goal``, or else NAME.tplan.yaml
+    beside any file of the run."""
+    files = _run_files(document)
+    head = files[-1]
+    engine = engine_of(head)
     if goal is None:
-        sides = [Path(side_name(path)) for path in (document.path, *([arguments.path] if arguments else []))]
-        goal = next((read(side) for side in sides if side.is_file()), None)
+        goal = next((read(side) for side in (Path(side_name(member.path)) for member in files) if side.is_file()), None)
     if goal is None:
         raise InputError(document.path, "", f"--goal GOAL.yaml or {Path(side_name(document.path)).name} beside it, "
                                             f"naming the hardware and data (and the model, where the file names "
                                             f"none) that a {engine} config does not carry")
-    knobs, settings, _ = reading(document, engine, _single_values(goal), arguments)
-    goal = _with_settings(goal, settings, document)
+    knobs, settings, _ = reading(head, engine, _single_values(goal))
+    goal = _with_settings(goal, settings, head)
     if goal.data.get("framework", "deepspeed") == "deepspeed" and knobs.get("precision") == "bf16-pure" and \
             (knobs.get("zero_stage", 0) > 0 or knobs.get("offload", "none") != "none"):
         knobs["precision"] = "bf16"  # DeepSpeed's ZeRO optimizers keep fp32 master weights whatever the model's dtype
     return load_problem(goal, pinned=True, extra_rules=rules, knobs=implied_gpus(knobs, goal.data.get("knobs") or {}),
-                        knobs_file=document.path)
+                        knobs_file=head.path)
 
 
 def _single_values(goal: Document) -> dict:

@@ -12,6 +12,7 @@ import accelerate.utils.launch as launching
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import DeepSpeedPlugin, DistributedType, FullyShardedDataParallelPlugin, patch_environment
+from torch.distributed.fsdp import CPUOffloadPolicy
 
 path = os.path.abspath(sys.argv[1])
 os.chdir(os.path.dirname(path))  # launch.sh runs from the file's folder
@@ -37,8 +38,10 @@ with patch_environment(**environment):
     if config.distributed_type == DistributedType.FSDP:
         plugin = FullyShardedDataParallelPlugin()
         result["fsdp"] = {"version": plugin.fsdp_version, "reshard_after_forward": plugin.reshard_after_forward,
-                          "offload_params": bool(plugin.cpu_offload and plugin.cpu_offload.offload_params)
-                          if hasattr(plugin.cpu_offload, "offload_params") else bool(plugin.cpu_offload),
+                          # FSDP2: a CPUOffloadPolicy offloads, the base OffloadPolicy does not (and is truthy);
+                          # FSDP1: CPUOffload(offload_params=...)
+                          "offload_params": isinstance(plugin.cpu_offload, CPUOffloadPolicy)
+                          if plugin.fsdp_version == 2 else bool(getattr(plugin.cpu_offload, "offload_params", False)),
                           "activation_checkpointing": plugin.activation_checkpointing}
     if config.distributed_type == DistributedType.DEEPSPEED:
         plugin = DeepSpeedPlugin()
