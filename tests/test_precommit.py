@@ -1,6 +1,7 @@
 """The pre-commit hook, run by the real `pre-commit try-repo` in a team's git repository holding a
-tplan config, an axolotl config, and a Hugging Face-style "auto" DeepSpeed JSON with the
-TrainingArguments that name it (each engine file with its NAME.tplan.yaml: hardware and data)."""
+tplan config, an axolotl config, a Hugging Face-style "auto" DeepSpeed JSON with the
+TrainingArguments that name it (each engine file with its NAME.tplan.yaml: hardware and data), and
+the folder `tplan solve --emit accelerate` wrote (each of its files checked as the one run)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def team_repository(folder: Path) -> Path:
     (repo / "qlora" / "axolotl.yaml").write_text(yaml.safe_dump(AXOLOTL, sort_keys=False))
     (repo / "qlora" / "axolotl.tplan.yaml").write_text(yaml.safe_dump(
         {"model": "llama-3.1-8b", **SIDE, "hardware": {"gpu": "a100-40gb"}}))
+    # a run `tplan solve --emit accelerate` wrote: accelerate config, Trainer arguments, DeepSpeed JSON
+    goal = folder / "accelerate-goal.yaml"
+    goal.write_text(yaml.safe_dump({"model": "qwen2.5-1.5b", **SIDE, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 4},
+                                    "knobs": {"lora_rank": 0, "zero_stage": 2, "offload": "optimizer"}}))
+    (repo / "acc").mkdir()
+    subprocess.run([sys.executable, "-m", "tplan", "solve", str(goal), "--emit", "accelerate", "-o", str(repo / "acc")],
+                   capture_output=True, check=True)
     git(repo, "add", ".")
     return repo
 
@@ -99,7 +107,8 @@ def test_pre_commit_try_repo_passes_a_team_repository_and_blocks_a_bad_config(tm
                           env=env)
     assert good.returncode == 0, good.stdout + good.stderr
     for checked in ("good.tplan.yaml: pass", "sft/ds_config.json: pass", "sft/training_args.json: pass",
-                    "qlora/axolotl.yaml: pass"):
+                    "qlora/axolotl.yaml: pass", "acc/accelerate/accelerate.yaml: pass",
+                    "acc/accelerate/sft_config.yaml: pass", "acc/accelerate/ds_config.json: pass"):
         assert checked in good.stdout, good.stdout
 
     (repo / "bad.tplan.yaml").write_text(yaml.safe_dump(BAD))
