@@ -171,7 +171,8 @@ def engine_problem(document: Document, goal: Document | None, rules: tuple) -> P
     if goal is None:
         goal = next((read(side) for side in (Path(side_name(member.path)) for member in files) if side.is_file()), None)
     if goal is None:
-        raise InputError(document.path, "", f"--goal GOAL.yaml or {Path(side_name(document.path)).name} beside it, "
+        raise InputError(document.path, "", f"a goal (--goal GOAL.yaml; goal= in the Python API) or "
+                                            f"{Path(side_name(document.path)).name} beside it, "
                                             f"naming the hardware and data (and the model, where the file names "
                                             f"none) that a {engine} config does not carry")
     knobs, settings, _ = reading(head, engine, _single_values(goal))
