@@ -5,13 +5,14 @@ axolotl and torchtune files, fine-tuned model ids - and a clear exit 2 for what 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import run_cli, run_json
+from conftest import ROOT, run_cli, run_json
 from tplan.catalog import find_model
 from tplan.errors import InputError
 
@@ -276,3 +277,117 @@ def test_a_torchtitan_job_compiles_its_loss_unless_its_components_say_otherwise(
         peaks[name] = answer["estimate"]["memory_breakdown_bytes"]["activations"]
     logits = 4 * 4096 * 151936   # tokens per micro-batch x Qwen3's vocabulary
     assert peaks["model"] - peaks["default"] == pytest.approx((12 - 4) * logits, rel=1e-6)
+
+
+TRAINER_DEFAULTS = ROOT / "solver" / "emit" / "trainer_defaults.yaml"
+OPEN_R1 = {  # the shape of open-r1's recipes/OpenR1-Distill-7B/sft/config_distill.yaml, on Qwen2.5-1.5B
+    "model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct", "model_revision": "main", "torch_dtype": "bfloat16",
+    "attn_implementation": "flash_attention_2", "dataset_name": "open-r1/Mixture-of-Thoughts", "bf16": True,
+    "gradient_accumulation_steps": 1, "gradient_checkpointing": True,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False}, "learning_rate": 4.0e-05, "logging_steps": 1,
+    "lr_scheduler_type": "cosine_with_min_lr", "lr_scheduler_kwargs": {"min_lr_rate": 0.1}, "packing": False,
+    "max_length": 16384, "num_train_epochs": 5, "output_dir": "data/out", "per_device_train_batch_size": 16,
+    "report_to": ["wandb"], "save_strategy": "epoch", "seed": 42, "use_liger_kernel": True, "warmup_ratio": 0.03}
+H100S = {**GOAL, "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8}}
+WRITE_ARGUMENTS = """
+import sys, warnings
+warnings.filterwarnings("ignore")
+import transformers.training_args
+transformers.training_args.is_torch_bf16_gpu_available = lambda *args, **kwargs: True  # a CPU machine
+from transformers import TrainingArguments
+from trl import SFTConfig
+cls = {"TrainingArguments": TrainingArguments, "SFTConfig": SFTConfig}[sys.argv[1]]
+print(cls(output_dir="out", per_device_train_batch_size=4, gradient_accumulation_steps=2, bf16=True).to_json_string())
+"""
+
+
+def _transformers_path(version: str) -> dict:
+    """The environment that imports transformers ``version`` (4: the test venv's; 5: the judges' target)."""
+    from conftest import _installed
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return {**env, "PYTHONPATH": str(_installed("transformers5"))} if version == "5" else env
+
+
+@pytest.mark.parametrize("version", ["4", "5"])
+def test_the_shipped_trainer_defaults_are_the_installed_dataclasses(version):
+    """solver/emit/trainer_defaults.yaml is what scripts/trainer_defaults.py reads from transformers
+    and TRL now: a release that adds a field or changes a default fails here until it is regenerated."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "trainer_defaults.py"), "--section"],
+                            capture_output=True, text=True, env=_transformers_path(version), check=True)
+    installed = json.loads(result.stdout)
+    shipped = yaml.safe_load(TRAINER_DEFAULTS.read_text())[f"transformers {version}"]
+    assert installed["versions"]["transformers"].split(".")[0] == version
+    for dataclass_name in ("TrainingArguments", "SFTConfig", "ModelConfig", "ScriptArguments"):
+        assert shipped[dataclass_name] == installed[dataclass_name], dataclass_name
+
+
+@pytest.mark.parametrize("version", ["4", "5"])
+@pytest.mark.parametrize("dataclass_name, checkpointing, context", [("TrainingArguments", False, None),
+                                                                    ("SFTConfig", True, 1024)])
+def test_arguments_as_transformers_writes_them_are_read(tmp_path, version, dataclass_name, checkpointing, context):
+    """Every field at its default (to_json_string writes them all) is accepted; the set ones are read,
+    with SFTConfig's own defaults (checkpointing on, max_length 1024)."""
+    written = subprocess.run([sys.executable, "-c", WRITE_ARGUMENTS, dataclass_name], capture_output=True,
+                             text=True, env=_transformers_path(version), check=True).stdout
+    (tmp_path / "training_args.json").write_text(written)
+    code, (answer,) = run_json("check", tmp_path / "training_args.json", "--goal", write(tmp_path, "goal.yaml", GOAL))
+    assert code in (0, 1), answer
+    config = answer["config"]
+    assert (config["micro_batch"], config["grad_accum"], config["precision"], config["grad_checkpointing"],
+            config["optimizer"], config["lora_rank"]) == (4, 2, "bf16", checkpointing, "adamw", 0)
+    assert context is None or config["context"] == context
+
+
+def test_liger_kernel_is_the_fused_loss(tmp_path):
+    """Open-R1's distillation recipe fits 8 x H100 because Liger's fused linear cross-entropy never
+    holds the 16k x 152k logits; without Liger the same run does not fit."""
+    goal = write(tmp_path, "goal.yaml", H100S)
+    verdicts = {}
+    for liger in (True, False):
+        code, (answer,) = run_json("check", write(tmp_path, f"liger-{liger}.yaml", {**OPEN_R1, "use_liger_kernel": liger}),
+                                   "--goal", goal)
+        verdicts[liger] = code
+    assert verdicts == {True: 0, False: 1}
+
+
+@pytest.mark.parametrize("keys, goal_says, more", [
+    ({"attn_implementation": "eager"}, {"attention": "flash"}, True),
+    ({"attn_implementation": "sdpa"}, {"attention": "eager"}, False),
+    ({"use_flash_attention_2": True}, {"attention": "eager"}, False),
+    ({"torch_compile": True}, {"compile": False}, False),
+    ({"torch_compile_backend": "inductor"}, {"compile": False}, False)])
+def test_attention_and_compile_keys_override_the_goal(tmp_path, keys, goal_says, more):
+    """Eager attention stores the s x s scores (more activation memory than SDPA or FlashAttention);
+    torch.compile recomputes element-wise ops (less): the file's keys win over the goal's settings."""
+    goal = write(tmp_path, "goal.yaml", {**H100S, **goal_says})
+    recipe = {key: value for key, value in OPEN_R1.items() if key != "attn_implementation"}
+    recipe.update(max_length=2048, per_device_train_batch_size=2)
+    activations = []
+    for name, data in (("goal.yaml", recipe), ("file.yaml", {**recipe, **keys})):
+        code, (answer,) = run_json("check", write(tmp_path, f"recipe-{name}", data), "--goal", goal)
+        activations.append(answer["estimate"]["memory_breakdown_bytes"]["activations"])
+    assert (activations[1] > activations[0]) if more else (activations[1] < activations[0])
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"activation_offloading": True}, "activation_offloading"),
+    ({"optim_target_modules": ["attn", "mlp"]}, "optim_target_modules"),
+    ({"auto_find_batch_size": True}, "auto_find_batch_size"),
+    ({"torch_empty_cache_steps": 10}, "torch_empty_cache_steps"),
+    ({"full_determinism": True}, "full_determinism"),
+    ({"use_cpu": True}, "use_cpu"),
+    ({"use_dora": True}, "use_dora"),
+    ({"lora_modules_to_save": ["lm_head"]}, "lora_modules_to_save"),
+    ({"per_gpu_train_batch_size": 4}, "per_gpu_train_batch_size"),
+    ({"adafactor": True}, "adafactor"),
+    ({"attn_implementation": "paged_attention"}, "attn_implementation"),
+    ({"use_flash_attention_2": True, "attn_implementation": "eager"}, "use_flash_attention_2"),
+    ({"liger_kernel_config": {"fused_linear_cross_entropy": False}}, "fused_linear_cross_entropy"),
+    ({"activation_checkpointing_kwargs": {"every_n_layers": 2}}, "every_n_layers"),
+    ({"gradient_checkpointing_kwargs": {"offload": True}}, "offload"),
+    ({"bf16": False, "tf32": True}, "tf32")])
+def test_a_trainer_key_tplan_does_not_model_is_bad_input_naming_it(tmp_path, change, key):
+    goal = write(tmp_path, "goal.yaml", H100S)
+    result = run_cli("check", write(tmp_path, "recipe.yaml", {**OPEN_R1, **change}), "--goal", goal)
+    assert result.returncode == 2 and key in result.stderr and "Traceback" not in result.stderr, result.stderr

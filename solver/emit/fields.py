@@ -86,10 +86,26 @@ class Fields:
             raise self.error(key_path, f"one of {', '.join(map(str, meanings))}, not {quote(value)}")
         return by_name[str(value).lower()]
 
-    def unknown(self, key_path: tuple, known, ignored_prefixes: tuple = ()) -> None:
+    def unknown(self, key_path: tuple, known, ignored_prefixes: tuple = (), defaults: dict | None = None) -> None:
         """Refuse a key of the mapping at ``key_path`` that tplan neither reads nor knows to be
-        irrelevant to memory and speed (it could change either)."""
-        for key in self.section(key_path):
-            if key not in known and not key.startswith(ignored_prefixes):
-                raise self.error(key_path + (key,), f"a setting tplan reads or knows not to change memory or "
-                                                    f"speed, not {quote(key)} (remove it, or check a tplan config)")
+        irrelevant to memory and speed (it could change either), unless it holds one of the values
+        ``defaults`` lists for it (what the engine does when the key is absent)."""
+        defaults = defaults or {}
+        for key, value in self.section(key_path).items():
+            if key in known or key.startswith(ignored_prefixes):
+                continue
+            if key in defaults:
+                if not any(same_value(value, default) for default in defaults[key]):
+                    shown = " or ".join(dict.fromkeys(quote(default) for default in defaults[key]))
+                    raise self.error(key_path + (key,), f"{key} at its default {shown}, or absent (tplan does not "
+                                                        f"model {key} {quote(value)}, which can change memory or speed)")
+                continue
+            raise self.error(key_path + (key,), f"a setting tplan reads or knows not to change memory or "
+                                                f"speed, not {quote(key)} (remove it, or check a tplan config)")
+
+
+def same_value(value, default) -> bool:
+    """Whether a file's value is ``default``: equal and of the same kind (false is not 0; 1 is 1.0)."""
+    def kind(item):
+        return "number" if isinstance(item, (int, float)) and not isinstance(item, bool) else type(item)
+    return kind(value) == kind(default) and value == default
