@@ -4,9 +4,11 @@ schema, torchtitan's config manager and DeepSpeed's parser - and what they under
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 
+import deepspeed
 import deepspeed.comm
 import pytest
 from accelerate.commands.launch import launch_command_parser
@@ -182,13 +184,18 @@ def test_several_nodes_get_a_hostfile_and_quoted_paths(tmp_goal, tmp_path):
     assert (folder / "hostfile").read_text().count("slots=4") == 2
     launch = (folder / "launch.sh").read_text()
     assert '--hostfile "$HERE/hostfile" --num_nodes 2 --num_gpus 4' in launch
-    assert '--deepspeed "$HERE/ds_config.json"' in launch
+    assert '--deepspeed --deepspeed_config "$HERE/ds_config.json"' in launch
 
 
 def test_launch_line_uses_the_deepspeed_launcher_for_zero(tmp_goal):
+    """The script gets DeepSpeed's own arguments, as deepspeed.add_config_arguments parses them."""
     result = run_cli("solve", tmp_goal(FULL), "--launch")
     assert result.returncode == 0
-    assert 'deepspeed --num_gpus 4 "${TRAIN_SCRIPT:-train.py}" --deepspeed ds_config.json' in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("deepspeed "))
+    words = shlex.split(line)
+    assert words[:3] == ["deepspeed", "--num_gpus", "4"] and words[3] == "${TRAIN_SCRIPT:-train.py}"
+    parsed = deepspeed.add_config_arguments(argparse.ArgumentParser()).parse_args(words[4:])
+    assert parsed.deepspeed is True and parsed.deepspeed_config == "ds_config.json"
 
 
 def test_json_alone_on_stdout_when_files_are_written(tmp_goal, tmp_path):
