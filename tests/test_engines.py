@@ -70,6 +70,21 @@ def test_the_trainer_loads_the_trl_config_and_its_deepspeed_json_together(tmp_go
         assert seen["lora_params"] > 0
 
 
+@pytest.mark.parametrize("transformers", ["4", "5"])
+def test_the_trainer_and_axolotl_load_the_goals_attention_and_fused_loss(tmp_goal, tmp_path, judge, transformers):
+    """Eager attention (the s x s scores stored) and the fused loss (Liger's linear cross-entropy) are
+    what the engines load, not only what the side file says."""
+    goal = {**LORA_GPT2, "model": "llama-3.2-1b", "attention": "eager", "loss": "fused"}
+    _, folder = emitted(tmp_goal, tmp_path, goal, "hf")
+    seen = judge("hf_trainer.py", folder / "sft_config.yaml", HF_CONFIGS / "llama-3.1-8b.json",
+                 packages="transformers5" if transformers == "5" else None)
+    assert (seen["attn_implementation"], seen["use_liger_kernel"]) == ("eager", True)
+    _, folder = emitted(tmp_goal, tmp_path / transformers, goal, "axolotl")
+    seen = judge("axolotl_config.py", folder / "axolotl.yaml", packages="axolotl")
+    assert seen["attn_implementation"] == "eager" and seen["liger_fused_linear_cross_entropy"] is True
+    assert seen["plugins"] == ["axolotl.integrations.liger.LigerPlugin"]
+
+
 def test_lora_targets_are_the_architectures_own_modules(tmp_goal, tmp_path, judge):
     """Phi-3 fuses q, k, v and gate, up: its adapters sit on qkv_proj and gate_up_proj (trained whole),
     not on q_proj ... down_proj, which it does not have."""

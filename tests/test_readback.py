@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli, run_json
+from tplan import api
 from tplan.catalog import find_model
 from tplan.errors import InputError
 
@@ -154,6 +155,26 @@ def test_an_axolotl_config_names_a_fine_tuned_release_of_a_catalog_model(tmp_pat
     code, (answer,) = run_json("check", write(tmp_path, "lora.yaml", axolotl), "--goal", goal)
     assert answer["config"]["lora_rank"] == 32 and answer["config"]["optimizer"] == "adamw-8bit"
     assert abs(answer["estimate"]["params"] - 7.6e9) < 0.1e9
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ({"attn_implementation": "eager"}, {"attention": "eager"}),
+    ({"flash_attention": True}, {"attention": "flash"}),
+    ({"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_fused_linear_cross_entropy": True}, {"loss": "fused"}),
+    ({"plugins": ["axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"]}, {"loss": "fused"}),
+    ({"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True}, {"loss": "standard"}),
+    ({"torch_compile": "auto"}, {"compile": True})])
+def test_an_axolotl_config_says_its_attention_loss_and_compile(tmp_path, keys, expected):
+    """axolotl's attention backends, its fused-loss plugins (Liger's fused linear cross-entropy, Cut
+    Cross-Entropy) and torch_compile override the goal's, which says the opposite."""
+    opposite = {"attention": "flash" if expected.get("attention") == "eager" else "eager",
+                "loss": "standard" if expected.get("loss") == "fused" else "fused", "compile": False}
+    goal = write(tmp_path, "goal.yaml", {**GOAL, "framework": "fsdp", **{key: opposite[key] for key in expected}})
+    axolotl = {"base_model": "Qwen/Qwen2.5-1.5B", "micro_batch_size": 1, "sequence_len": 4096, "bf16": "auto", **keys}
+    problem = api.config_problem(write(tmp_path, "axolotl.yaml", axolotl), goal, ())
+    shown = {"attention": "flash" if problem.inputs["attention_flash"] else "eager", "loss": problem.inputs["loss"],
+             "compile": problem.inputs["compile"]}
+    assert {key: shown[key] for key in expected} == expected
 
 
 @pytest.mark.parametrize("name, catalog_id", [

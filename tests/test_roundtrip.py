@@ -44,10 +44,11 @@ def plans(draw):
              "tp": tp, "pp": pp, "cp": cp, "vp": draw(st.sampled_from([1, 2])) if pp > 1 else 1}
     if gpus % (tp * pp * cp):
         knobs.update(tp=1, pp=1, cp=1, vp=1)
-    model, loss = draw(st.sampled_from(MODELS)), "standard"
+    model, loss, attention = draw(st.sampled_from(MODELS)), draw(st.sampled_from(["standard", "fused"])), \
+        draw(st.sampled_from(["flash", "eager"]))
     if draw(st.booleans()):  # a pretrain torchtitan runs: its models, FSDP, AdamW, no adapters
         loss = draw(st.sampled_from(["standard", "compiled"]))   # torchtitan compiles its loss on request
-        framework, model = "fsdp", draw(st.sampled_from(["qwen3-0.6b", "llama-3.1-8b"]))
+        framework, model, attention = "fsdp", draw(st.sampled_from(["qwen3-0.6b", "llama-3.1-8b"])), "flash"
         knobs.update(lora_rank=0, quantization="none", optimizer="adamw",
                      precision=draw(st.sampled_from(["bf16", "fp8", "fp32"])),
                      zero_stage=draw(st.sampled_from([0, 2, 3])), offload=draw(st.sampled_from(["none", "full"])))
@@ -55,7 +56,8 @@ def plans(draw):
                 ["finetune", "pretrain"])), "framework": framework, "data": {"tokens": 2e8},
             "hardware": {"gpu": draw(st.sampled_from(["h100-sxm", "a100-80gb"])), "gpus_per_node": per_node,
                          "nodes": nodes},
-            "compile": draw(st.booleans()) if framework == "fsdp" else False, "loss": loss, "knobs": knobs}
+            "compile": draw(st.booleans()) if framework == "fsdp" else False, "loss": loss, "attention": attention,
+            "knobs": knobs}
 
 
 # rules a plan may break and still be a plan someone writes (it does not fit, or is too slow); the

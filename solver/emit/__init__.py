@@ -23,6 +23,7 @@ from . import accelerate, axolotl, deepspeed, huggingface, torchtitan
 from .run import Run
 
 NOT_FP8 = ("fp32", "fp16", "bf16", "bf16-pure")
+LOSSES = ("standard", "compiled", "chunked", "fused")
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,18 @@ class Target:
     runs: object        # knob -> the values this engine can run (other knobs: any), or Problem -> that
     files: object       # Run -> {file name: text, or a dict/list written as JSON, YAML or TOML by suffix}
     loads_transformers: bool = True     # the engine loads the model with transformers (by its model_type)
+    losses: tuple = ("standard", "fused")  # the goal's loss kinds it runs (fused: Liger's kernels)
 
 
 TARGETS = {  # what each writes and runs: docs/engines.md
     "deepspeed": Target("ds_config.json", ("deepspeed",),
                         {"tp": (1,), "pp": (1,), "cp": (1,), "vp": (1,), "precision": ("fp32", "fp16", "bf16")},
-                        deepspeed.files, loads_transformers=False),
+                        deepspeed.files, loads_transformers=False, losses=LOSSES),  # the script's own loss
     "hf": Target(huggingface.CONFIG_FILE, ("deepspeed",), {**huggingface.TRAINER_RUNS, "precision": NOT_FP8},
                  huggingface.files),
     "accelerate": Target(accelerate.CONFIG_FILE, ("deepspeed", "fsdp"), accelerate.runs, accelerate.files),
-    "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files, loads_transformers=False),
+    "torchtitan": Target(torchtitan.CONFIG_FILE, ("fsdp",), torchtitan.runs, torchtitan.files, loads_transformers=False,
+                         losses=("standard", "compiled")),
     "axolotl": Target(axolotl.CONFIG_FILE, ("deepspeed", "fsdp"), {**huggingface.TRAINER_RUNS, "precision": NOT_FP8},
                       axolotl.files),
 }
@@ -63,6 +66,9 @@ def restrict(problem: Problem, names: list[str]) -> list[str]:
             raise InputError(problem.file, "model", f"a model transformers loads for {name}'s files "
                              f"({problem.model_name} has no config.json model_type: give the model's hf_config, "
                              f"or model_type in its shape)")
+        if problem.inputs["loss"] not in target.losses:
+            raise InputError(problem.file, "loss", f"loss {' or '.join(target.losses)} to write {name}'s files "
+                                                   f"({name} does not run the {problem.inputs['loss']} loss this goal plans)")
         notes += narrow(problem, target.runs(problem) if callable(target.runs) else target.runs, f"{name}'s files")
     return notes
 

@@ -16,6 +16,19 @@ PLACEHOLDER_DATASET = {"path": "your-org/your-dataset", "type": "alpaca"}
 # keys that change memory or speed in ways tplan does not model: refused unless off
 UNMODELLED = {"tensor_parallel_size": 1, "context_parallel_size": 1, "sequence_parallel_degree": 1,
               "activation_offloading": False, "relora": None, "fp8": False}
+# axolotl 0.19's attention backends (utils/schemas/config.py attn_implementation) beyond transformers'
+# as the goal's attention: xformers' memory-efficient kernel, SageAttention and the torch-native
+# FlashAttention work tile by tile like FlashAttention; its deprecated boolean flags name them too
+ATTENTION = {**huggingface.ATTENTION, "flash_attention_4": "flash", "flash_attention_torch": "flash",
+             "xformers": "flash", "sage": "flash"}
+ATTENTION_FLAGS = {"flash_attention": "flash", "sdp_attention": "flash", "flex_attention": "flash",
+                   "xformers_attention": "flash", "sage_attention": "flash", "eager_attention": "eager"}
+# the plugins that fuse the LM head with the loss so that the logits are never held whole: Liger's
+# fused linear cross-entropy (on with liger_fused_linear_cross_entropy) and Apple's Cut Cross-Entropy
+# (cut_cross_entropy, true by default with its plugin; integrations/*/args.py)
+LIGER = "axolotl.integrations.liger.LigerPlugin"
+FUSED_LOSS_PLUGINS = {LIGER: ("liger_fused_linear_cross_entropy", False),
+                      "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin": ("cut_cross_entropy", True)}
 
 
 def config(run: Run) -> dict:
@@ -36,6 +49,8 @@ def config(run: Run) -> dict:
                       lora_alpha=2 * run["lora_rank"], lora_dropout=0.0,
                       lora_target_modules=run.lora_modules("axolotl"))
     result.update(load_in_4bit=run["quantization"] == "nf4", load_in_8bit=run["quantization"] == "int8")
+    if run.problem.inputs["loss"] == "fused":
+        result.update(plugins=[LIGER], liger_fused_linear_cross_entropy=True)
     if run.problem.inputs["framework"] == "fsdp" and run["zero_stage"] >= 2:
         result["gradient_checkpointing"] = False  # FSDP checkpoints the layers it wraps
         result.update(fsdp_version=2, fsdp_config={
@@ -83,7 +98,7 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
     if checkpointing not in (True, False):
         raise fields.error(("gradient_checkpointing",), f"true or false (tplan does not model {checkpointing!r})")
     found["grad_checkpointing"] = checkpointing
-    settings = {"model": fields.text(("base_model",))}
+    settings = {"model": fields.text(("base_model",)), **_kernels(fields)}
     if fields.section(("fsdp_config",)):
         settings["framework"] = "fsdp"
         found["zero_stage"] = 3 if fields.flag(("fsdp_config", "reshard_after_forward"), True) else 2
@@ -92,3 +107,25 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
     elif not fields.has(("deepspeed",)):
         found.update(zero_stage=0, offload="none")
     return found, settings
+
+
+def _kernels(fields: Fields) -> dict:
+    """The goal's attention, loss and compile as far as the config sets them."""
+    settings = {}
+    attention = fields.choice(("attn_implementation",), ATTENTION)
+    flags = [meaning for flag, meaning in ATTENTION_FLAGS.items() if fields.flag((flag,))]
+    if attention or flags:
+        settings["attention"] = attention or flags[0]
+    plugins = fields.names(("plugins",))
+    if LIGER in plugins and fields.raw(("liger_cross_entropy",)) is True:
+        raise fields.error(("liger_cross_entropy",), "false or absent (tplan models Liger's fused linear "
+                                                     "cross-entropy, not its cross-entropy kernel alone)")
+    for plugin, (key, default) in FUSED_LOSS_PLUGINS.items():
+        if plugin in plugins:  # with the plugin's fused loss off, Hugging Face's standard loss runs
+            settings["loss"] = "fused" if fields.raw((key,), default) is True else settings.get("loss", "standard")
+    if fields.raw(("torch_compile",)) is not None:
+        compiled = fields.raw(("torch_compile",))
+        if compiled not in (True, False, "auto"):
+            raise fields.error(("torch_compile",), f"true, false or auto, not {compiled!r}")
+        settings["compile"] = compiled is not False  # auto compiles where the torch version can
+    return settings

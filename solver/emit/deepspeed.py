@@ -80,7 +80,9 @@ def files(run: Run) -> dict[str, str | dict]:
              + (f"LoRA rank {run['lora_rank']} on {', '.join(run.problem.lora_targets)}"
                 f"{' over an ' + run['quantization'] + ' base' if run['quantization'] != 'none' else ''}, "
                 if run.lora else "every weight trained, ")
-             + f"optimizer {run['optimizer']}"]
+             + f"optimizer {run['optimizer']},",
+             f"{'flash (tile by tile: FlashAttention or SDPA)' if run.problem.inputs['attention_flash'] else 'eager'} "
+             f"attention and the {run.problem.inputs['loss']} loss (tplan's docs/physics.md says what each keeps in memory)"]
     return {"ds_config.json": config(run), "launch.sh": launch.script(run, command(run, "$HERE/ds_config.json"), notes),
             **launch.hostfile(run)}
 

@@ -54,6 +54,10 @@ def arguments(run: Run, deepspeed_file: str | None) -> dict:
               "gradient_checkpointing": run["grad_checkpointing"] is True,
               "optim": OPTIMIZERS[run["optimizer"]],
               "max_length": run["context"], "packing": True,
+              # ModelConfig's attention (SDPA's fused kernels never store the scores; eager does) and
+              # Liger's fused linear cross-entropy for the fused loss (Trainer use_liger_kernel)
+              "attn_implementation": "sdpa" if run.problem.inputs["attention_flash"] else "eager",
+              "use_liger_kernel": run.problem.inputs["loss"] == "fused",
               "use_peft": run.lora}
     if run.lora:
         result.update(lora_r=run["lora_rank"], lora_alpha=2 * run["lora_rank"],

@@ -10,7 +10,8 @@ import sys
 from unittest import mock
 
 import yaml
-from axolotl.utils.config import validate_config
+from axolotl.integrations.base import PluginManager
+from axolotl.utils.config import merge_input_args, validate_config
 from axolotl.utils.dict import DictDefault
 from axolotl.utils.schemas.config import AxolotlInputConfig
 from axolotl.utils.schemas.enums import CustomSupportedOptimizers
@@ -32,7 +33,12 @@ def names(model) -> set:
 path = os.path.abspath(sys.argv[1])
 os.chdir(os.path.dirname(path))
 raw = yaml.safe_load(open(path))
-unknown = set(raw) - names(AxolotlInputConfig)
+schema = AxolotlInputConfig
+if raw.get("plugins"):  # as `axolotl train` registers them: their arguments join the schema (merge_input_args)
+    for plugin in raw["plugins"]:
+        PluginManager.get_instance().register(plugin)
+    schema = merge_input_args()[1]
+unknown = set(raw) - names(schema)
 assert not unknown, f"keys axolotl does not know: {sorted(unknown)}"
 assert not set(raw.get("fsdp_config") or {}) - names(FSDPConfig), raw.get("fsdp_config")
 optimizers = {name.value for name in OptimizerNames} | {name.value for name in CustomSupportedOptimizers}
@@ -45,4 +51,5 @@ with mock.patch("axolotl.utils.schemas.config.is_fp8_available", lambda: True):
 print(json.dumps({key: config.get(key) for key in (
     "base_model", "micro_batch_size", "gradient_accumulation_steps", "sequence_len", "adapter", "lora_r",
     "lora_target_modules", "load_in_4bit", "load_in_8bit", "optimizer", "bf16", "bfloat16", "fp16",
-    "gradient_checkpointing", "deepspeed", "fsdp_version", "max_steps")}, default=str))
+    "gradient_checkpointing", "deepspeed", "fsdp_version", "max_steps", "attn_implementation", "plugins",
+    "liger_fused_linear_cross_entropy")}, default=str))

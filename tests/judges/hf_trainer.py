@@ -32,7 +32,8 @@ result = {"transformers": transformers.__version__, "micro_batch": args.per_devi
           "gradient_checkpointing": args.gradient_checkpointing, "optim": str(args.optim.value),
           "max_length": args.max_length, "max_steps": args.max_steps, "warmup_steps": args.warmup_steps,
           "dtype": model_args.dtype, "use_peft": model_args.use_peft, "lora_r": model_args.lora_r,
-          "load_in_4bit": model_args.load_in_4bit, "load_in_8bit": model_args.load_in_8bit}
+          "load_in_4bit": model_args.load_in_4bit, "load_in_8bit": model_args.load_in_8bit,
+          "attn_implementation": model_args.attn_implementation, "use_liger_kernel": args.use_liger_kernel}
 if args.deepspeed:
     tiny = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                         num_attention_heads=4, num_key_value_heads=4))
