@@ -124,7 +124,8 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, prepare=None, paret
     document = document if isinstance(document, Document) else read(document)
     if is_staged(document):
         if pareto:
-            raise InputError(document.path, document.where(("stages",)), "--pareto on a goal without stages")
+            raise InputError(document.path, document.where(("stages",)), "a goal without stages for --pareto "
+                                                                         "(solve each stage's goal with --pareto)")
         return plan_stages(document, lambda stage: plan_goal(stage, rules, budget, explain, prepare),
                            lambda problems: trade_offs.front(problems, budget))
 
@@ -135,6 +136,11 @@ def plan_goal(goal, rules: tuple, time_limit, explain: bool, prepare=None, paret
         return problem
 
     problems = [problem_of(choice) for choice in gpu_choices(document)]
+    unpriced = [each.inputs["gpu.id"] for each in problems if not each.inputs["hardware.price_per_gpu_hour"]]
+    if len(problems) > 1 and (problems[0].objective == "cost" or pareto) and unpriced:  # money against GPU-hours
+        raise InputError(document.path, document.where(("hardware", "gpu")),
+                         f"a price for each GPU compared by cost ({', '.join(unpriced)} {'has' if len(unpriced) == 1 else 'have'} no list price in "
+                         f"rules/catalog/prices.yaml: give hardware.price_per_gpu_hour, a number or a map by GPU id)")
     if len(problems) == 1:
         plans = [search(problems[0], budget, explain=explain)]
     else:  # compare the GPUs first; explain (binding rules, conflicts) only the one answered

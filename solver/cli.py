@@ -172,6 +172,8 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
                        f"deterministic work limit); raise --time-limit or narrow the knobs.")
     for path in written:
         click.echo(f"wrote {path}", err=True)
+    if plan.assessment is None and (files_out or targets):
+        click.echo("no plan: no file written", err=True)
     return 0 if plan.assessment is not None else EXIT_NO
 
 

@@ -84,8 +84,10 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
            runner_up: Assessment | None = None) -> str:
     """The human report: chosen knobs, memory per GPU against capacity, time against deadline."""
     inputs = problem.inputs
+    used = assessment.config["gpus"] if assessment is not None else inputs["hardware.total_gpus"]
+    offered = f" of {inputs['hardware.total_gpus']}" if used != inputs["hardware.total_gpus"] else ""
     lines = [f"tplan: {problem.model_name} ({format_value(inputs['model.params'])} params) on "
-             f"{inputs['hardware.total_gpus']} x {problem.gpu_name} -- {status}"
+             f"{used}{offered} x {problem.gpu_name} -- {status}"
              + (f" (CP-SAT, {solve_seconds:.2f} s)" if solve_seconds is not None else "")]
     if gpu_choices:
         lines.append(f"GPUs compared by {problem.objective_name}: " + ", ".join(
@@ -153,6 +155,8 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
 
 def trade_off_table(plans: list, complete: bool) -> str:
     """The non-dominated plans, fastest first: time, memory per GPU, cost and the knobs that differ."""
+    if not plans:
+        return "\nTrade-offs: none (no plan meets every rule)"
     lines = ["", "Trade-offs (no plan below is beaten on time, memory per GPU and cost at once"
              + ("" if complete else "; the search stopped early: the list may be incomplete") + "):"]
     configs = [assessment.config for _, assessment in plans]

@@ -37,6 +37,7 @@ class Knob:
     divides: expr.Node | None = None  # default domain: every divisor of this expression's value
     minimum: int = 0                  # bounds of an integer knob
     maximum: int = 2**30
+    repairs: tuple = ()               # values beyond the default a repair may propose (rulepack schema)
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,12 @@ def _knob(doc: Document, name: str, spec: dict, previous: Knob | None) -> Knob:
     def expression(key: str):
         return expr.parse(spec[key], doc.path, doc.where(("knobs", name, key))) if spec.get(key) is not None else None
 
+    repairs = tuple(spec.get("repairs", ()))
+    if any(value not in values for value in repairs) and values != "integer":
+        raise InputError(doc.path, doc.where(("knobs", name, "repairs")),
+                         f"repair values among the values of {name}, not {quote(spec['repairs'])}")
     return Knob(name, values, default, expression("at_most"), spec.get("assumed", default[0]),
-                expression("divides"), low, high)
+                expression("divides"), low, high, repairs)
 
 
 def _check_table_keys(rules: RuleSet, doc: Document, name: str, spec: dict) -> None:

@@ -21,7 +21,7 @@ from .goal import Problem
 
 OTHER_GPUS = 2            # other GPU kinds offered, with at least this one's memory and compute ...
 GPUS_TRIED = 3            # ... among at most this many tried: the largest first for a memory conflict, else the fastest
-MORE_NODES = (2,)         # node counts tried, as multiples of the goal's
+MORE_NODES = (2, 4)       # node counts tried, as multiples of the goal's
 TOKEN_MARGIN = 0.98       # fewer tokens: this share of what the fastest plan trains by the deadline
 GOAL_KEYS = {"gpu": "hardware.gpu", "nodes": "hardware.nodes", "tokens": "data.tokens"}
 
@@ -55,11 +55,14 @@ def repairs(problem: Problem, plan, budget, variant=None) -> list[Repair]:
 def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
     """More nodes, another GPU kind, or (against a deadline) fewer tokens: each a goal of its own."""
     inputs = problem.inputs
+    helped = {"time/meets-deadline", "memory/fits-gpu-memory"} & set(plan.conflict)  # what more nodes can help
     changes = [(f"use {inputs['hardware.nodes'] * factor} nodes", {"nodes": inputs["hardware.nodes"] * factor})
-               for factor in MORE_NODES]
-    tokens = _tokens_by_deadline(problem, plan, budget)
-    changes += [(f"train {format_value(tokens)} tokens (what fits by the deadline)", {"tokens": tokens})] if tokens else []
-    gpus = [(f"rent {gpu} instead", {"gpu": gpu}) for gpu in _other_gpus(inputs, "memory/fits-gpu-memory" in plan.conflict)]
+               for factor in MORE_NODES if helped]
+    tokens = _fewer_tokens(problem, plan, budget)
+    changes += [(f"train {format_value(tokens)} tokens (what fits the "
+                 f"{' and '.join(rule.split('-', 1)[1] for rule, _, _ in _tokens_within_limits(problem, plan))})",
+                 {"tokens": tokens})] if tokens else []
+    gpus = [(f"rent {gpu} instead", {"gpu": gpu}) for gpu in _other_gpus(inputs, plan.conflict)]
     found = [repair for repair in (_resolved(change, keys, variant, budget) for change, keys in changes) if repair]
     rented = (repair for repair in (_resolved(change, keys, variant, budget) for change, keys in gpus) if repair)
     return found + list(itertools.islice(rented, OTHER_GPUS))   # stops solving once enough GPUs fit
@@ -76,40 +79,67 @@ def _resolved(change: str, keys: dict, variant, budget) -> Repair | None:
     other = solve(problem, budget, explain=False, conflict=False, certify=False)
     if other.assessment is None:
         return None
-    values = other.assessment.values
-    cost = (f"cost {format_value(values['cost'])}" if problem.inputs["hardware.price_per_gpu_hour"]
-            else f"{format_value(values['gpu_hours'])} GPU-hours (no list price)")
-    return Repair(change, f"{change} fits: {format_value(values['train_seconds'], 'time')}, {cost} "
-                          f"({knob_text(other.assessment.config)})",
+    return Repair(change, f"{change} fits: {_outcome(problem, other.assessment)} ({knob_text(other.assessment.config)})",
                   True, problem, other.assessment, {GOAL_KEYS[key]: value for key, value in keys.items()})
 
 
-def _other_gpus(inputs: dict, short_of_memory: bool) -> list[str]:
-    """Catalog GPUs with at least this one's memory and 16-bit peak: the most memory first when memory
-    rules plans out, else the highest 16-bit peak; the cheaper list price first among equals."""
-    here = catalog.gpus()[inputs["gpu.id"]]
+def _outcome(problem: Problem, assessment: Assessment) -> str:
+    """A repaired plan's time and cost (GPU-hours where the GPU has no price)."""
+    values = assessment.values
+    cost = (f"cost {format_value(values['cost'])}" if problem.inputs["hardware.price_per_gpu_hour"]
+            else f"{format_value(values['gpu_hours'])} GPU-hours (no list price)")
+    return f"{format_value(values['train_seconds'], 'time')}, {cost}"
+
+
+def _other_gpus(inputs: dict, conflict: list[str]) -> list[str]:
+    """Catalog GPUs to rent instead, by what rules plans out: for memory, those with more memory, the
+    most first; for a budget, the priced ones cheapest per 16-bit TFLOP first; else those with at least
+    this one's memory and 16-bit peak, the cheapest list price first (unpriced last, fastest first)."""
+    gpus, here = catalog.gpus(), catalog.gpus()[inputs["gpu.id"]]
     prices = catalog.list_prices()["prices"]
-    larger = [gpu for gpu, entry in catalog.gpus().items()
-              if gpu != inputs["gpu.id"] and entry["memory_gib"] >= here["memory_gib"]
-              and entry["peak_tflops"].get("bf16", 0) >= here["peak_tflops"].get("bf16", 0)]
 
-    def rank(gpu: str) -> tuple:
-        entry = catalog.gpus()[gpu]
-        size = entry["memory_gib"] if short_of_memory else entry["peak_tflops"].get("bf16", 0)
-        return -size, prices.get(gpu, float("inf")), gpu
-    return sorted(larger, key=rank)[:GPUS_TRIED]
+    def peak(gpu: str) -> float:
+        return gpus[gpu]["peak_tflops"].get("bf16", 0)
+    others = [gpu for gpu in gpus if gpu != inputs["gpu.id"]]
+    if "memory/fits-gpu-memory" in conflict:
+        chosen = [gpu for gpu in others if gpus[gpu]["memory_gib"] > here["memory_gib"]]
+        rank = lambda gpu: (-gpus[gpu]["memory_gib"], prices.get(gpu, float("inf")), gpu)  # noqa: E731
+    elif "time/within-budget" in conflict:
+        chosen = [gpu for gpu in others if gpu in prices and peak(gpu) > 0]
+        rank = lambda gpu: (prices[gpu] / peak(gpu), gpu)  # noqa: E731
+    else:
+        chosen = [gpu for gpu in others if gpus[gpu]["memory_gib"] >= here["memory_gib"]
+                  and peak(gpu) >= here["peak_tflops"].get("bf16", 0)]
+        rank = lambda gpu: (prices.get(gpu, float("inf")), -peak(gpu), gpu)  # noqa: E731
+    return sorted(chosen, key=rank)[:GPUS_TRIED]
 
 
-def _tokens_by_deadline(problem: Problem, plan, budget) -> float:
-    """Tokens the fastest plan trains by the deadline, when the deadline is what rules plans out."""
+def _tokens_within_limits(problem: Problem, plan) -> list[tuple[str, str, str]]:
+    """(rule, objective, tokens per unit) of the limits that fewer tokens can meet: by the deadline, the
+    fastest plan's tokens per second; within the budget, the cheapest plan's tokens per unit of cost."""
+    limits = [("time/meets-deadline", "train_seconds", "goal.deadline_seconds"),
+              ("time/within-budget", "cost", "goal.budget")]
+    return [(rule, objective, limit) for rule, objective, limit in limits
+            if rule in plan.conflict and problem.inputs[limit]]
+
+
+def _fewer_tokens(problem: Problem, plan, budget) -> float:
+    """The tokens that fit the deadline and the budget that rule plans out (TOKEN_MARGIN below what
+    the fastest, or the cheapest, plan trains within each), or 0 when neither does."""
     from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
 
-    deadline = problem.inputs["goal.deadline_seconds"]
-    if "time/meets-deadline" not in plan.conflict or not deadline:
+    limits = _tokens_within_limits(problem, plan)
+    if not limits:
         return 0.0
-    relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {"time/meets-deadline"})
-    fastest = solve(relaxed, budget, explain=False, conflict=False, certify=False).assessment
-    return float(f"{deadline * fastest.values['tokens_per_second'] * TOKEN_MARGIN:.3g}") if fastest else 0.0
+    relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule for rule, _, _ in limits})
+    fitting = []
+    for _, objective, limit in limits:
+        best = solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget,
+                     explain=False, conflict=False, certify=False).assessment
+        if best is None or not best.values[objective]:
+            return 0.0
+        fitting.append(problem.inputs[limit] / best.values[objective] * best.values["training_tokens"])
+    return float(f"{min(fitting) * TOKEN_MARGIN:.3g}")
 
 
 def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
@@ -139,7 +169,7 @@ def _widenings(problem: Problem, budget) -> list[Repair]:
 
     found = []
     for knob in problem.rules.knobs.values():
-        wider = tuple(value for value in dict.fromkeys(problem.domains[knob.name] + knob.default)
+        wider = tuple(value for value in dict.fromkeys(problem.domains[knob.name] + knob.default + knob.repairs)
                       if value in problem.runnable.get(knob.name, (value,)))  # what the engines written for run
         if len(wider) == len(problem.domains[knob.name]):
             continue
@@ -148,6 +178,7 @@ def _widenings(problem: Problem, budget) -> list[Repair]:
         if other.assessment is not None:
             value = other.assessment.config[knob.name]
             found.append(Repair(f"allow {knob.name} {value}",
-                                f"allowing {knob.name} in {list(wider)} fits: {knob.name} = {value} "
-                                f"({knob_text(other.assessment.config)})", True, problem, other.assessment))
+                                f"allowing {knob.name} in {list(wider)} fits: {knob.name} = {value}, "
+                                f"{_outcome(problem, other.assessment)} ({knob_text(other.assessment.config)})",
+                                True, problem, other.assessment))
     return found

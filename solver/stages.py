@@ -9,7 +9,7 @@ The objective is summed over the stages (time, cost) or taken at its largest (me
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .errors import InputError
 from .evaluate import Assessment, format_value
@@ -59,6 +59,7 @@ class Staged:
     conflict: list[str]
     deadline_seconds: float
     budget: float
+    repairs: list = field(default_factory=list)   # for a broken shared limit: the limit the nearest plans need
 
     def totals(self) -> dict | None:
         chosen = [planned.plan.assessment for _, planned in self.stages]
@@ -73,9 +74,12 @@ class Staged:
         """The JSON contract for a staged goal: the totals as its estimate, each stage's own answer."""
         totals = self.totals()
         estimate = {key: json_number(value) for key, value in totals.items()} if totals else None
-        return {"status": self.status, "config": None, "estimate": estimate, "violations": [],
-                "binding": [], "conflict": self.conflict,
-                "stages": [{"name": name, **planned.answer()} for name, planned in self.stages]}
+        result = {"status": self.status, "config": None, "estimate": estimate, "violations": [],
+                  "binding": [], "conflict": self.conflict,
+                  "stages": [{"name": name, **planned.answer()} for name, planned in self.stages]}
+        if self.repairs:
+            result["repairs"] = [{"change": change, "passes": False, "estimate": estimate} for change in self.repairs]
+        return result
 
     def text(self) -> str:
         """The human report: each stage's, then the totals against the shared deadline and budget."""
@@ -95,8 +99,9 @@ class Staged:
         if limits:
             line += f" ({', '.join(limits)})"
         if self.conflict:
-            line += f"; no combination of the stages' plans meets {', '.join(self.conflict)}"
-        return "\n\n".join(parts + [line])
+            line += (f"; no combination of the stages' plans meets {', '.join(self.conflict)}: the stages above "
+                     f"are the combination nearest to it")
+        return "\n\n".join(parts + [line, *(f"  - {change}" for change in self.repairs)])
 
 
 def plan_stages(document: Document, plan_one, front) -> Staged:
@@ -119,12 +124,24 @@ def plan_stages(document: Document, plan_one, front) -> Staged:
         complete = complete and whole
     choice = _best_combination(fronts, named[0][1].problem, limit, budget)
     broken = _broken(plans_of(named), limit, budget)
-    if choice is None:
-        return Staged(named, "infeasible" if complete else "unknown", broken, limit, budget)
-    for (_, planned), (problem, assessment) in zip(named, choice):
+    if choice is None:  # show the combination nearest to the first broken limit, and what each limit needs
+        nearest = "train_seconds" if "time/meets-deadline" in broken else "cost"
+        _choose(named, [min(found, key=lambda pair: float(pair[1].values[nearest])) for found in fronts])
+        totals = Staged(named, "", [], limit, budget).totals()
+        needs = [f"a deadline of at least {format_value(totals['train_seconds'], 'time')} (the fastest plans "
+                 f"together; it is {format_value(limit, 'time')})" if rule == "time/meets-deadline" else
+                 f"a budget of at least {format_value(totals['cost'])} (these plans together; it is "
+                 f"{format_value(budget)})" for rule in broken]
+        return Staged(named, "infeasible" if complete else "unknown", broken, limit, budget, needs)
+    _choose(named, choice)
+    return Staged(named, "optimal" if complete and proven else "feasible", [], limit, budget)
+
+
+def _choose(named: list, picks: list) -> None:
+    """Give each stage the (problem, assessment) picked for it."""
+    for (_, planned), (problem, assessment) in zip(named, picks):
         planned.problem = problem
         planned.plan = _replace_plan(planned.plan, assessment)
-    return Staged(named, "optimal" if complete and proven else "feasible", [], limit, budget)
 
 
 def plans_of(named: list) -> list[Assessment]:

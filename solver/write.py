@@ -43,6 +43,7 @@ def write_all(contents: dict[str, str | bytes]) -> None:
         for target, text in contents.items():
             handle, temporary = tempfile.mkstemp(dir=Path(target).parent, prefix=f".{Path(target).name}.")
             temporaries.append((temporary, target))
+            os.fchmod(handle, _mode(target))  # mkstemp's 0600 would hide the files from the team
             with (os.fdopen(handle, "wb") if isinstance(text, bytes) else os.fdopen(handle, "w", encoding="utf-8")) as file:
                 file.write(text)
         for temporary, target in temporaries:
@@ -59,6 +60,16 @@ def write_all(contents: dict[str, str | bytes]) -> None:
         for temporary, _ in temporaries:
             if os.path.lexists(temporary):
                 os.unlink(temporary)
+
+
+def _mode(target: str) -> int:
+    """The permissions a written file gets: those of the file it replaces, else the usual ones under
+    the process's umask (launch scripts executable)."""
+    if os.path.exists(target):
+        return stat.S_IMODE(os.stat(target).st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if target.endswith(".sh") else 0o666) & ~mask
 
 
 def _identity(path: str) -> str:

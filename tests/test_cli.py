@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
+import yaml
 
 from conftest import EXAMPLES, run_cli, run_json
 
@@ -148,7 +151,8 @@ def test_ctrl_c_during_the_search_exits_130_and_writes_nothing(tmp_path, capsys)
     import threading
 
     goal = {**LLAMA_FULL_FT, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8},
-            "knobs": {"precision": "bf16", "zero_stage": 2, "offload": "none", "quantization": "none",
+            "knobs": {"precision": ["bf16", "fp16", "fp32"], "zero_stage": [0, 1, 2, 3], "offload": "none",
+                      "quantization": "none", "optimizer": ["adamw", "adamw-8bit", "sgd", "lion"],
                       "micro_batch": list(range(1, 65)), "context": [256 * i for i in range(1, 65)],
                       "lora_rank": list(range(1, 65))}}
     path, output = tmp_path / "goal.yaml", tmp_path / "ds.json"
@@ -218,3 +222,22 @@ def test_a_goal_from_standard_input(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tplan", "solve", "-"], input="model: [", capture_output=True,
                          text=True, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("tplan: error: <stdin>: line")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Outputs are written to temporaries (0600) and renamed: the team must still read them, and run
+    launch.sh; a file replaced keeps its own permissions."""
+    goal = tmp_path / "goal.yaml"
+    goal.write_text(yaml.safe_dump({"model": "gpt2", "data": {"tokens": 1e7}, "hardware": {"gpu": "a10"}}))
+    kept = tmp_path / "ds.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    mask = os.umask(0o022)
+    try:
+        code = _run_in_process("solve", str(goal), "--emit", "hf", "-o", str(tmp_path), "--deepspeed", str(kept))
+    finally:
+        os.umask(mask)
+    assert code == 0
+    assert stat.S_IMODE((tmp_path / "hf" / "sft_config.yaml").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "hf" / "launch.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
