@@ -54,6 +54,32 @@ def test_a_missed_deadline_is_repaired_with_more_nodes_or_fewer_tokens():
     assert fewer["estimate"]["train_seconds"] <= 24 * 3600
 
 
+def test_memory_is_repaired_by_an_8_bit_or_paged_optimizer_the_search_does_not_try_unasked():
+    """AdamW's 8-bit and paged states are the same training in less memory: a repair offers them (the
+    knob's repair values), re-solved with its time and cost."""
+    goal = {"model": "qwen2.5-1.5b", "data": {"tokens": 5e7}, "hardware": {"gpu": "rtx-3090"},
+            "knobs": {"lora_rank": 0, "offload": "none", "context": 1024}}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and answer.conflict == ["memory/fits-gpu-memory"]
+    [optimizer] = [repair for repair in answer.repairs if repair["change"].startswith("allow optimizer ")]
+    assert optimizer["passes"] and optimizer["config"]["optimizer"] in ("adamw-8bit", "paged-adamw-8bit", "paged-adamw")
+    assert tplan.check({**goal, "knobs": optimizer["config"]}).status == "pass"
+    assert any(hint.startswith("allowing optimizer") and " h, " in hint for hint in answer.suggestions)
+
+
+def test_a_missed_budget_is_repaired_with_fewer_tokens_and_the_cost_it_needs():
+    goal = {"model": "qwen2.5-3b", "task": "pretrain", "data": {"tokens": 5e9},
+            "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8}, "budget": 100, "knobs": {"context": 2048}}
+    answer = tplan.solve(goal, time_limit=60)
+    assert answer.status == "infeasible" and answer.conflict == ["time/within-budget"]
+    fewer = next(repair for repair in answer.repairs if repair["change"].startswith("train "))
+    assert fewer["passes"] and fewer["estimate"]["cost"] <= 100 and fewer["goal_changes"]["data.tokens"] < 5e9
+    relaxed = next(repair for repair in answer.repairs if repair["change"].startswith("relax time/within-budget"))
+    cheapest = tplan.solve({key: value for key, value in goal.items() if key != "budget"} | {"objective": "cost"},
+                           explain=False)
+    assert relaxed["estimate"]["cost"] == pytest.approx(cheapest.estimate["cost"], rel=1e-6)
+
+
 def test_memory_is_repaired_by_renting_a_larger_gpu():
     answer = tplan.solve({"model": "llama-2-7b", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"},
                           "knobs": {"lora_rank": 0, "offload": "none"}})
@@ -174,6 +200,8 @@ def test_a_budget_gives_the_fastest_plan_within_it():
     ({"hardware": {**CHOICE["hardware"], "gpu": "rtx-4090", "price_per_gpu_hour": 0}, "budget": 10},
      "price_per_gpu_hour with a budget"),
     ({"knobs": {**CHOICE["knobs"], "gpu": "b200"}}, "a GPU among hardware.gpu"),
+    ({"hardware": {"gpu": ["a100-80gb", "rtx-4090"], "gpus_per_node": 4}, "objective": "cost"},
+     "a price for each GPU compared by cost"),   # dollars against GPU-hours would rank nothing
 ])
 def test_prices_budgets_and_gpu_picks_are_checked(change, message):
     with pytest.raises(tplan.InputError, match=message):

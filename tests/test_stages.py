@@ -69,6 +69,11 @@ def test_stages_that_cannot_meet_the_deadline_together_are_infeasible(tmp_path):
     code, answer = run_json("solve", write_goal(tmp_path, staged_goal(deadline=f"{fastest * 0.9:.0f}s")))
     assert code == 1
     assert answer["conflict"] == ["time/meets-deadline"] and len(answer["stages"]) == 2
+    # the stages shown are the fastest plans together, and the repair names the deadline they need
+    assert answer["estimate"]["train_seconds"] == pytest.approx(fastest, rel=1e-6)
+    [repair] = answer["repairs"]
+    assert repair["change"].startswith("a deadline of at least ") and not repair["passes"]
+    assert repair["estimate"]["train_seconds"] == pytest.approx(fastest, rel=1e-6)
 
 
 def test_the_nanochat_pipeline_is_one_goal():
