@@ -4,12 +4,20 @@ Each examples/seed*.yaml starts with a comment block that quotes the seed row it
 carries these structured comment lines (YAML after the colon; the goal schema admits no extra keys):
 
     # seed-estimate: {time: "24-36 h", hours: [24, 36], memory: "24-28 GB", memory_gb: [24, 28]}
+    #      optional: cost: "~$17-22", dollars: [17, 22], rate: 0.80 (tplan's cost is then its GPU-hours
+    #      at that $/GPU-hour, a number or [low, high]; else the cost at the goal's price_per_gpu_hour);
+    #      costs: [{label, cost, dollars, rate, stage}, ...] for more seed costs (stage: one stage's); stages: {name: "seed's time"}
     # expect: optimal            (or: infeasible)
     # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
-    # why: one sentence on why tplan and the seed differ; {time}, {mfu}, {memory}, {step}, {cost}, {gpu},
-    #      {micro_batch}, {zero_stage} and
-    #      {slower} (the seed's middle time over tplan's) stand for tplan's own figures, filled in
-    #      from the answer so that the sentence never goes stale when the model changes
+    # why: one sentence on why tplan and the seed differ. Every tplan figure or setting in it is a
+    #      placeholder filled in from the answer, so the sentence never goes stale: {time}, {gpu_hours},
+    #      {mfu}, {memory}, {smallest} (the least-memory plan), {step}, {cost}, {gpu}, {flops},
+    #      {flops_per_token}, {ideal} (the run at 100% of the GPUs' peak), {seed_mfu} (the utilisation the
+    #      seed's hours imply), {slower} (the seed's middle time over tplan's), {config.KNOB} (any knob of
+    #      the plan, e.g. {config.offload}), {mem.PART} (weights, gradients, optimizer, activations,
+    #      other) and {stage.NAME} (a stage's time). An infeasible goal's are those of the plan nearest
+    #      to fitting (least memory, the capacity rule dropped). Seed figures are quoted in "double quotes";
+    #      tests/test_examples.py fails on a number with a unit outside both.
 
 The seed's numbers come from that header; every tplan number comes from solving the example now
 (tplan.api.plan_goal, as `tplan solve` does), so the doc follows the rule packs.
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -48,13 +57,18 @@ SEEDS = {
                 "seed document 000 (in Russian). One epoch, no DeepSpeed, "
                 "fp16; its \"int8\" row is modelled as fp8 matmuls with 8-bit AdamW (see the example)."),
     "seed001": ("Seed 001: the 10M-3B multimodal family on RTX 3090 / A100 80GB",
-                "seed document 001. Batch 32, sequence 2048, bf16, AdamW; tokens = training samples "
-                "x 2048 (steps x batch x sequence). Its \"GPU hours\" are compared with tplan's wall-clock hours "
-                "where the seed also gives a wall clock (its 2 x 3090 GPU-hours equal its wall clock)."),
+                "seed document 001. Batch 32, sequence 2048, bf16, AdamW; data in the seed's units: training "
+                "samples of 2048 tokens (its 1B config: 1,000,000 steps of 64). Its \"GPU hours\" are compared with "
+                "tplan's wall-clock hours where the seed also gives a wall clock (its 2 x 3090 GPU-hours equal its "
+                "wall clock); costs at the seed's own hourly rates ($1.10 per 3090, $2.50 per A100 80GB, spot $0.80)."),
     "seed002": ("Seed 002: nanochat d20 on one A100 40GB",
-                "seed document 002. Base training (stage 1) only, 524,288 tokens per iteration."),
+                "seed document 002. Data in the seed's iterations: base at 524,288 tokens per iteration, mid at "
+                "500 examples and SFT at 50 (an example length of 1,024 tokens assumed); each mode's stages "
+                "are beside the seed's per-stage figures."),
     "seed003": ("Seed 003: a 12B model (Mistral-NeMo) with QLoRA on a 6 GB laptop GPU versus an A100 80GB",
-                "seed document 003. The seed gives no dataset size; 3 epochs of 5e7 tokens are assumed."),
+                "seed document 003. The seed gives no dataset size: stage 1 is 3 of its \"3-5 epochs\" over an "
+                "assumed 5e7-token dataset, later stages are assumed in proportion to its days; cloud costs at "
+                "its A100 40GB rates ($0.20-1.10 per hour)."),
     "seed004": ("Seed 004: Qwen2.5-7B and Saiga (Mistral-7B) on synthetic data at three pressure levels",
                 "seed document 004. The level drives rules/synthetic.yaml (token floor, LoRA rank "
                 "floor or full fine-tune, context floor, learning rate / warm-up / clipping)."),
@@ -89,6 +103,7 @@ def run(path: Path) -> dict:
     result = {"path": str(path), "status": plan.status, "answer": planned.answer()}
     if plan.assessment is not None:
         values = plan.assessment.values
+        result["flops_per_token"] = float(values["model_flops_per_token"])
         result["stability"] = {key: values[key] for key in ("learning_rate", "warmup_ratio", "gradient_clipping")}
         result["pressure"] = values["pressure"]
         if any(len(values) > 1 for values in problem.domains.values()):  # a pinned config has one footprint
@@ -102,6 +117,7 @@ def run(path: Path) -> dict:
             relaxed = solve(_memory_problem(with_rules(problem, rules)), TIME_LIMIT, explain=False)
             if relaxed.assessment is not None:
                 result["needs"] = answer(problem, "needs", relaxed.assessment)
+                result["flops_per_token"] = float(relaxed.assessment.values["model_flops_per_token"])
     return result
 
 
@@ -151,25 +167,84 @@ def ratio(tplan_hours: float, seed: dict) -> str:
     return f"{value:.1f}x" if value >= 0.1 else f"{value:.2f}x"
 
 
-def why(item: dict, estimate: dict | None) -> str:
+def _range(low: float, high: float, unit: str = "") -> str:
+    text = f"{low:,.0f}" if round(low) == round(high) else f"{low:,.0f}-{high:,.0f}"
+    return f"${text}" if unit == "$" else text + unit
+
+
+def costs(seed: dict) -> list[dict]:
+    """The seed's cost figures: the top-level cost/dollars/rate and any under costs."""
+    top = [{key: seed[key] for key in ("cost", "dollars", "rate", "label") if key in seed}] if "cost" in seed else []
+    return top + list(seed.get("costs") or [])
+
+
+def tplan_cost(entry: dict, estimate: dict) -> str:
+    """tplan's cost beside one seed cost: its GPU-hours at the seed's rate, else at the goal's price."""
+    rate = entry.get("rate")
+    if rate is None:
+        return f"${estimate['cost']:,.0f}" if estimate.get("cost") is not None else "-"
+    low, high = (rate, rate) if isinstance(rate, (int, float)) else rate
+    return _range(estimate["gpu_hours"] * low, estimate["gpu_hours"] * high, "$")
+
+
+def cost_text(item: dict) -> str:
+    seed, estimate = item.get("seed-estimate") or {}, item["answer"]["estimate"] or {}
+    stages = {stage["name"]: stage["estimate"] or {} for stage in item["answer"].get("stages") or []}
+    parts = []
+    for entry in costs(seed):
+        label = f"{entry['label']}: " if entry.get("label") else ""
+        source = stages.get(entry["stage"], {}) if entry.get("stage") else estimate
+        parts.append(f"{label}{entry['cost']} / {tplan_cost(entry, source) if source else '-'}")
+    return "; ".join(parts) or "-"
+
+
+def figures(item: dict) -> dict:
+    """tplan's figures by placeholder name (an infeasible goal's: its nearest plan's)."""
+    result = item["answer"]
+    source = result if result["estimate"] else item.get("needs")
+    if not source:
+        return {}
+    estimate, config = source["estimate"], source.get("config") or {}
+    hours = (item.get("seed-estimate") or {}).get("hours")
+    seconds = estimate["train_seconds"]
+    found = {"time": _time(seconds), "memory": _gib(estimate["memory_per_gpu_bytes"]),
+             "gpu_hours": format_value(estimate["gpu_hours"]),
+             "slower": f"{(hours[0] + hours[1]) / 2 / (seconds / 3600):.1f}x" if hours else "-"}
+    if item.get("needs"):
+        found["needs"] = _gib(item["needs"]["estimate"]["memory_per_gpu_bytes"])
+    if item.get("smallest_memory") is not None:
+        found["smallest"] = _gib(item["smallest_memory"])
+    if estimate.get("cost") is not None:
+        found["cost"] = f"${estimate['cost']:,.0f}"
+    if "optimizer_steps" in estimate:   # one run (a staged goal's estimate is its stages' totals)
+        mfu = estimate["model_flops_utilization"]
+        ideal = seconds * mfu   # the same FLOPs at 100% of the GPUs' peak
+        found.update(mfu=f"{mfu * 100:.0f}%", step=_time(seconds / estimate["optimizer_steps"]), ideal=_time(ideal))
+        if hours:
+            found["seed_mfu"] = _range(ideal / 36 / hours[1], ideal / 36 / hours[0], "%")
+        if item.get("flops_per_token"):
+            found.update(flops=f"{item['flops_per_token'] * estimate['training_tokens']:.2g}",
+                         flops_per_token=f"{item['flops_per_token'] / 1e9:.3g} GFLOP/token")
+    for key, value in config.items():
+        found[f"config.{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    for key, value in estimate.get("memory_breakdown_bytes", {}).items():
+        found[f"mem.{key}"] = _gib(value)
+    for stage in result.get("stages") or []:
+        if stage["estimate"]:
+            found[f"stage.{stage['name']}"] = _time(stage["estimate"]["train_seconds"])
+    if config.get("gpu"):
+        found.update(gpu=config["gpu"], micro_batch=str(config["micro_batch"]), zero_stage=str(config["zero_stage"]))
+    return found
+
+
+def why(item: dict) -> str:
     """The example's sentence with tplan's own figures filled in from its answer."""
     text = item.get("why", "")
-    if not estimate:
-        return text
-    hours = (item.get("seed-estimate") or {}).get("hours")
-    figures = {"time": _time(estimate["train_seconds"]), "memory": _gib(estimate["memory_per_gpu_bytes"])}
-    if "optimizer_steps" in estimate:   # one run (a staged goal's estimate is its stages' totals)
-        figures.update(mfu=f"{estimate['model_flops_utilization'] * 100:.0f}%",
-                       step=_time(estimate["train_seconds"] / estimate["optimizer_steps"]))
-    if estimate.get("cost"):
-        figures["cost"] = f"${estimate['cost']:,.0f}"
-    config = item["answer"].get("config") or {}
-    if config.get("gpu"):
-        figures.update(gpu=config["gpu"], micro_batch=str(config["micro_batch"]), zero_stage=str(config["zero_stage"]))
-    figures.update({
-               "slower": f"{(hours[0] + hours[1]) / 2 / (estimate['train_seconds'] / 3600):.1f}x" if hours else "-"})
-    for name, value in figures.items():
+    for name, value in figures(item).items():
         text = text.replace("{" + name + "}", value)
+    left = re.findall(r"\{[\w.-]+\}", text)
+    if left:
+        raise ValueError(f"{Path(item['path']).name}: why-line placeholders with no value: {', '.join(left)}")
     return text
 
 
@@ -179,13 +254,16 @@ def row(item: dict) -> str:
     link = f"[{Path(name).stem}](../examples/{name})"
     seed_text = f"{seed.get('time', '-')}; {seed.get('memory', '-')}"
     result = item["answer"]
+    cost = cost_text(item)
     if item.get("staged") and result["estimate"]:
         estimate = result["estimate"]
-        plans = "; ".join(f"{stage['name']}: {_time(stage['estimate']['train_seconds'])}, "
-                          f"{plan_text(stage['config'])}" for stage in result["stages"])
+        seed_stages = seed.get("stages") or {}
+        plans = "; ".join(f"{stage['name']}: {_time(stage['estimate']['train_seconds'])}"
+                          + (f" (seed: {seed_stages[stage['name']]})" if stage["name"] in seed_stages else "")
+                          + f", {plan_text(stage['config'])}" for stage in result["stages"])
         return (f"| {link} | {seed_text} | {_time(estimate['train_seconds'])} "
                 f"({format_value(estimate['gpu_hours'])} GPU-h) | {ratio(estimate['train_seconds'] / 3600, seed)} | "
-                f"{_gib(estimate['memory_per_gpu_bytes'])} | - | {plans} | {result['status']} | {why(item, estimate)} |")
+                f"{_gib(estimate['memory_per_gpu_bytes'])} | {cost} | - | {plans} | {result['status']} | {why(item)} |")
     if result["estimate"]:
         estimate = result["estimate"]
         hours = estimate["train_seconds"] / 3600
@@ -195,12 +273,12 @@ def row(item: dict) -> str:
             memory += f" (smallest plan {_gib(item['smallest_memory'])})"
         plan = plan_text(result["config"])
         status = result["status"]
-        return (f"| {link} | {seed_text} | {tplan_time} | {ratio(hours, seed)} | {memory} | "
-                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {why(item, estimate)} |")
+        return (f"| {link} | {seed_text} | {tplan_time} | {ratio(hours, seed)} | {memory} | {cost} | "
+                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {why(item)} |")
     needs = item.get("needs")
     memory = f"needs at least {_gib(needs['estimate']['memory_per_gpu_bytes'])}" if needs else "-"
     status = f"{result['status']} ({', '.join(result['conflict'])})"
-    return f"| {link} | {seed_text} | does not fit | - | {memory} | - | - | {status} | {item.get('why', '')} |"
+    return f"| {link} | {seed_text} | does not fit | - | {memory} | {cost} | - | - | {status} | {why(item)} |"
 
 
 def breakdown_table(items: list[dict]) -> list[str]:
@@ -277,6 +355,8 @@ def render(items: list[dict]) -> str:
              "of the seed's range; *tplan memory* is per GPU for the fastest plan, which fills the GPU with larger "
              "micro-batches, and in brackets the smallest footprint any plan of the same goal needs (tplan solved "
              "again with `objective: memory`), which is what the seeds' memory figures should be compared with; "
+             "*cost* puts each seed cost beside tplan's: its GPU-hours at the seed's own hourly rate (the goal's "
+             "`price_per_gpu_hour`, or the rate the seed gives for that figure, such as a spot price); "
              "*MFU* is model FLOPs utilisation. For a goal that does not fit, *needs at least* is the smallest "
              "footprint with the GPU's capacity rule removed.", ""]
     for seed, (title, about) in SEEDS.items():
@@ -284,9 +364,9 @@ def render(items: list[dict]) -> str:
         if not group:
             continue
         lines += [f"## {title}", "", about, "",
-                  "| example | seed's estimate (time; memory) | tplan time | tplan / seed | tplan memory per GPU | MFU "
-                  "| tplan's plan | status | why they differ |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| example | seed's estimate (time; memory) | tplan time | tplan / seed | tplan memory per GPU "
+                  "| cost: seed / tplan | MFU | tplan's plan | status | why they differ |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [row(item) for item in group] + [""]
         if seed == "seed000":
             lines += within_48h(group)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,37 @@ def test_seed_example_quotes_its_seed(path):
     hours = estimate.get("hours")
     assert hours is None or (len(hours) == 2 and 0 < hours[0] <= hours[1])
     assert head.get("why") and "TBD" not in head["why"]
+
+
+# A figure with a unit: a time, a memory size, a share, a cost, a FLOP count.
+FIGURE = re.compile(r"(\$\s?\d|(?<![\w.])\d(?:[\d.,]*\d)?(?:e[+-]?\d+)?\s*(?:-\s*\d[\d.,]*\s*)?"
+                    r"(?:GiB|MiB|GB|MB|TB|h|hours?|min|minutes|days?|weeks?|months?|years?|%|(?<=\s)s|"
+                    r"G?FLOPs?(?:/token)?|TFLOP/s)(?![\w-]))")
+
+
+def literal_figures(path: Path) -> list[str]:
+    """The why-line's figures that are neither placeholders nor quotes of the header's seed text."""
+    text = path.read_text(encoding="utf-8")
+    head = "\n".join(line for line in text.splitlines() if line.startswith("#") and not line.startswith("# why:"))
+    line = scenarios.header(path).get("why", "")
+    quotes = re.findall(r'"([^"]*)"', line)
+    bad = [f"unquoted seed text {quote!r}" for quote in quotes if FIGURE.search(quote) and quote not in head]
+    bare = re.sub(r"\{[\w.-]+\}|100% of", " ", re.sub(r'"[^"]*"', " ", line))   # "at 100% of the peak" is no figure
+    return bad + FIGURE.findall(bare)
+
+
+@pytest.mark.parametrize("path", SEED_FILES, ids=[path.stem for path in SEED_FILES])
+def test_why_states_no_figure_as_literal_text(path):
+    """tplan's figures come from placeholders and seed figures are quoted from the header, so a why-line
+    cannot contradict the row it explains: no bare number with a unit (GiB, h, days, %, $, FLOPs ...)."""
+    assert not literal_figures(path), f"{path.name}: {literal_figures(path)}"
+
+
+def test_the_figure_guard_catches_literals(tmp_path):
+    sample = tmp_path / "seed000-x.yaml"
+    sample.write_text('# Seed 000\n# Seed row: | 2-4 h | 10 GB |\n'
+                      '# why: {time} at {mfu}; the seed\'s "2-4 h" against 76 GiB and 3.1e19 FLOPs, "9 h"\n')
+    assert literal_figures(sample) == ["unquoted seed text '9 h'", "76 GiB", "3.1e19 FLOPs"]
 
 
 def test_scenarios_doc_is_current():
