@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from . import catalog
+from . import catalog, expr
 from .errors import InputError
 from .evaluate import Assessment, format_value
 from .explain import config_json, estimate, knob_text
@@ -58,6 +58,9 @@ def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
     helped = {"time/meets-deadline", "memory/fits-gpu-memory"} & set(plan.conflict)  # what more nodes can help
     changes = [(f"use {inputs['hardware.nodes'] * factor} nodes", {"nodes": inputs["hardware.nodes"] * factor})
                for factor in MORE_NODES if helped]
+    floor = _tokens_for_pressure(problem, plan)
+    changes += [(f"train {format_value(floor)} tokens (what the synthetic pressure needs)", {"tokens": floor})] \
+        if floor else []
     tokens = _fewer_tokens(problem, plan, budget)
     changes += [(f"train {format_value(tokens)} tokens (what fits the "
                  f"{' and '.join(rule.split('-', 1)[1] for rule, _, _ in _tokens_within_limits(problem, plan))})",
@@ -112,6 +115,17 @@ def _other_gpus(inputs: dict, conflict: list[str]) -> list[str]:
                   and peak(gpu) >= here["peak_tflops"].get("bf16", 0)]
         rank = lambda gpu: (prices.get(gpu, float("inf")), -peak(gpu), gpu)  # noqa: E731
     return sorted(chosen, key=rank)[:GPUS_TRIED]
+
+
+def _tokens_for_pressure(problem: Problem, plan) -> float:
+    """The tokens whose synthetic part reaches the pressure level's floor (rules/synthetic.yaml), when
+    too few tokens is what rules plans out; 0 otherwise."""
+    if "synthetic/enough-tokens" not in plan.conflict:
+        return 0.0
+    evaluator = problem.evaluator()
+    have, floor = (evaluator.constant(expr.parse(text, "rules/synthetic.yaml", "enough-tokens"))
+                   for text in ("synthetic_tokens", "pressure_min_tokens[pressure]"))
+    return float(problem.inputs["data.tokens"] * floor / have) if have else 0.0
 
 
 def _tokens_within_limits(problem: Problem, plan) -> list[tuple[str, str, str]]:

@@ -284,7 +284,9 @@ class Search:
         its headroom and the best plan it stops; and the runner-up, the best passing neighbour."""
         objective, blocked, runner_up = self.problem.objective, {}, None
         for config in _neighbours(plan.config, self.domains, pairs=False):
-            neighbour = self.evaluator.assess(config, self.unchanged(plan, config))
+            neighbour = self._configuration(plan, config)
+            if neighbour is None:
+                continue
             if neighbour.passes:
                 if runner_up is None or neighbour.values[objective] < runner_up.values[objective]:
                     runner_up = neighbour
@@ -302,6 +304,28 @@ class Search:
                           else None, "breaks": message})
                  for rule, (neighbour, message) in sorted(blocked.items())]
         return found, runner_up
+
+    @functools.cached_property
+    def definitions(self) -> list:
+        """The rules that define which configurations exist (relaxable: false: whole tp x pp groups,
+        the run's global batch ...)."""
+        return [c for c in self.problem.rules.constraints if not c.relaxable and c.severity == "error"]
+
+    def _configuration(self, plan: Assessment, config: dict) -> Assessment | None:
+        """``config`` assessed, or where it breaks a rule that defines configurations (micro-batch 32
+        against the run's global batch), the best neighbour of it that changes one more knob and is a
+        configuration (micro-batch 32 with fewer accumulation steps); None when there is none."""
+        def defined(candidate: dict) -> bool:
+            known = self.unchanged(plan, candidate)
+            return all(self.evaluator.holds(rule, candidate, known) for rule in self.definitions)
+        if defined(config):
+            return self.evaluator.assess(config, self.unchanged(plan, config))
+        changed = {knob for knob, value in config.items() if value != plan.config[knob]}
+        completed = [self.evaluator.assess(candidate, self.unchanged(plan, candidate))
+                     for candidate in ({**config, knob: value} for knob in self.domains if knob not in changed
+                                       for value in self.domains[knob] if value != config[knob]) if defined(candidate)]
+        objective = self.problem.objective
+        return min(completed, key=lambda each: (not each.passes, each.values[objective]), default=None)
 
     def _headroom(self, constraint, config: dict) -> float | None:
         """The share of its limit a comparison's rule leaves free at ``config`` (None for other rules)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 import tplan
 from conftest import EXAMPLES, ROOT, run_json
@@ -78,6 +77,15 @@ def test_a_missed_budget_is_repaired_with_fewer_tokens_and_the_cost_it_needs():
     cheapest = tplan.solve({key: value for key, value in goal.items() if key != "budget"} | {"objective": "cost"},
                            explain=False)
     assert relaxed["estimate"]["cost"] == pytest.approx(cheapest.estimate["cost"], rel=1e-6)
+
+
+def test_too_few_synthetic_tokens_are_repaired_with_the_level_s_floor():
+    goal = {"model": "qwen2.5-1.5b", "data": {"tokens": 3e7, "synthetic_pressure": "low"},
+            "hardware": {"gpu": "a100-80gb"}}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and answer.conflict == ["synthetic/enough-tokens"]
+    more = next(repair for repair in answer.repairs if repair["change"].startswith("train "))
+    assert more["passes"] and more["goal_changes"]["data.tokens"] == pytest.approx(5e7)   # seed 004's low floor
 
 
 def test_memory_is_repaired_by_renting_a_larger_gpu():
@@ -265,20 +273,24 @@ def test_repairs_of_an_infeasible_goal_are_verified_plans():
 
 
 def test_binding_rules_come_with_headroom_the_plan_they_stop_and_a_runner_up():
-    goal = str(EXAMPLES / "quickstart.yaml")
+    """A binding rule stops a better configuration one knob away - with the run's global batch kept
+    (micro-batch 32 with fewer accumulation steps), never a layout that does not exist."""
+    goal = {"model": "mistral-nemo-12b", "data": {"tokens": 1.5e8}, "hardware": {"gpu": "h100-sxm"},
+            "knobs": {"lora_rank": 16, "context": 2048}}
     answer = tplan.solve(goal)
     assert [detail["rule"] for detail in answer.binding_details] == answer.binding
     memory = next(detail for detail in answer.binding_details if detail["rule"] == "memory/fits-gpu-memory")
     assert 0 < memory["headroom"] < 1 and "GiB per GPU" in memory["now"]
-    # the plan it stops is better and really breaks the rule
-    knob, value = memory["blocked"]["change"].split()
-    stopped = tplan.check({**yaml.safe_load(open(goal)), "knobs": {**answer.config, knob: int(value)}})
-    assert "memory/fits-gpu-memory" in [violation["rule"] for violation in stopped.violations]
+    assert not {"batch/global-batch", "parallelism/whole-groups"} & set(answer.binding)
+    # the plan it stops is better and really breaks the rule, and nothing that defines configurations
+    change = dict(part.split() for part in memory["blocked"]["change"].split(", "))
+    stopped = tplan.check({**goal, "knobs": {**answer.config, **{knob: int(value) for knob, value in change.items()}}})
+    assert [violation["rule"] for violation in stopped.violations] == ["memory/fits-gpu-memory"]
     assert stopped.estimate["train_seconds"] < answer.estimate["train_seconds"]
     assert memory["blocked"]["better"] == pytest.approx(1 - stopped.estimate["train_seconds"]
                                                         / answer.estimate["train_seconds"], rel=1e-9)
     # the runner-up passes every rule and is no better than the plan
-    runner_up = tplan.check({**yaml.safe_load(open(goal)), "knobs": answer.runner_up["config"]})
+    runner_up = tplan.check({**goal, "knobs": answer.runner_up["config"]})
     assert runner_up.status == "pass"
     assert runner_up.estimate["train_seconds"] >= answer.estimate["train_seconds"]
 
