@@ -194,7 +194,7 @@ def format_value(value, spec: str | None = None) -> str:
         return f"{100 * value:.1f}%"
     if spec == "int":
         return f"{round(value):,}"
-    return f"{value:.4g}"
+    return str(value) if isinstance(value, int) else f"{value:.4g}"   # a knob's integer as it is (context 32768)
 
 
 def _show(config: dict) -> str:

@@ -23,6 +23,7 @@ OTHER_GPUS = 2            # other GPU kinds offered, with at least this one's me
 GPUS_TRIED = 3            # ... among at most this many tried: the largest first for a memory conflict, else the fastest
 MORE_NODES = (2, 4)       # node counts tried, as multiples of the goal's
 TOKEN_MARGIN = 0.98       # fewer tokens: this share of what the fastest plan trains by the deadline
+MIN_CONTEXT = 256         # the shortest context a shorter-context repair tries
 GOAL_KEYS = {"gpu": "hardware.gpu", "nodes": "hardware.nodes", "tokens": "data.tokens"}
 
 
@@ -178,10 +179,28 @@ def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
     return found
 
 
+def _longest_context(problem: Problem, budget) -> list[Repair]:
+    """The longest context, halving the goal's shortest, that has a plan (a repair that shortens the
+    context should keep as much of it as fits, not jump to the default)."""
+    from .search import solve  # OR-Tools loads only when a goal is solved
+
+    context = min(problem.domains["context"]) // 2
+    while context >= MIN_CONTEXT:
+        other = solve(dataclasses.replace(problem, domains={**problem.domains, "context": (context,)}),
+                      budget, explain=False, conflict=False, certify=False)
+        if other.assessment is not None:
+            return [Repair(f"use context {context}", f"context {context} (the longest halving that fits) fits: "
+                                                     f"{_outcome(problem, other.assessment)} "
+                                                     f"({knob_text(other.assessment.config)})",
+                           True, problem, other.assessment)]
+        context //= 2
+    return []
+
+
 def _widenings(problem: Problem, budget) -> list[Repair]:
     from .search import solve  # OR-Tools loads only when a goal is solved
 
-    found = []
+    found = _longest_context(problem, budget) if "context" in problem.domains else []
     for knob in problem.rules.knobs.values():
         wider = tuple(value for value in dict.fromkeys(problem.domains[knob.name] + knob.default + knob.repairs)
                       if value in problem.runnable.get(knob.name, (value,)))  # what the engines written for run

@@ -88,6 +88,19 @@ def test_too_few_synthetic_tokens_are_repaired_with_the_level_s_floor():
     assert more["passes"] and more["goal_changes"]["data.tokens"] == pytest.approx(5e7)   # seed 004's low floor
 
 
+def test_a_context_too_long_is_repaired_with_the_longest_halving_that_fits():
+    goal = {"model": "llama-3.1-8b", "data": {"tokens": 1e8}, "hardware": {"gpu": "a100-80gb"},
+            "knobs": {"context": 131072, "lora_rank": 16}}
+    answer = tplan.solve(goal)
+    assert answer.status == "infeasible" and answer.conflict == ["memory/fits-gpu-memory"]
+    [longest] = [repair for repair in answer.repairs if repair["change"].startswith("use context ")]
+    context = longest["config"]["context"]
+    assert longest["passes"] and context < 131072
+    assert tplan.check({**goal, "knobs": longest["config"]}).status == "pass"
+    twice = tplan.solve({**goal, "knobs": {**goal["knobs"], "context": 2 * context}}, explain=False)
+    assert twice.status == "infeasible"   # the halving above it does not fit
+
+
 def test_memory_is_repaired_by_renting_a_larger_gpu():
     answer = tplan.solve({"model": "llama-2-7b", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"},
                           "knobs": {"lora_rank": 0, "offload": "none"}})
