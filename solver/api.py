@@ -31,7 +31,7 @@ class Answer:
     binding: list[str] = field(default_factory=list)
     conflict: list[str] = field(default_factory=list)
     binding_details: list[dict] = field(default_factory=list)   # per binding rule: headroom, the plan it stops
-    runner_up: dict | None = None             # the best other plan one knob away (config, estimate)
+    runner_up: dict | None = None             # the next best plan one knob away (config, estimate)
     suggestions: list[str] = field(default_factory=list)
     gpu_choices: list[dict] = field(default_factory=list)
     repairs: list[dict] = field(default_factory=list)

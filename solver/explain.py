@@ -143,7 +143,7 @@ def report(problem: Problem, status: str, assessment: Assessment | None, binding
         objective = problem.objective
         change = changed_knobs(assessment.config, runner_up.config)
         worse = runner_up.values[objective] / assessment.values[objective] - 1 if assessment.values[objective] else 0
-        lines.append(f"Runner-up (the best other plan one knob away): {change}: "
+        lines.append(f"Runner-up (the next best plan one knob away): {change}: "
                      f"{format_value(runner_up.values[objective], _FORMATS.get(problem.objective_name))} "
                      f"({'+' if worse >= 0 else ''}{format_value(worse, 'pct')})")
     if conflict:

@@ -66,7 +66,7 @@ class Plan:
     solve_seconds: float = 0.0
     cuts: int = 0
     binding_details: list = field(default_factory=list)   # Binding per binding rule
-    runner_up: Assessment | None = None                   # the best other plan one knob away
+    runner_up: Assessment | None = None                   # the next best plan one knob away (worse than the plan)
 
 
 @dataclass
@@ -281,14 +281,16 @@ class Search:
     def binding(self, plan: Assessment) -> tuple[list[Binding], Assessment | None]:
         """Rules that stop a better neighbouring plan (change one knob of the plan to another value of
         its domain: where that would improve the objective but breaks rules, those bind), each with
-        its headroom and the best plan it stops; and the runner-up, the best passing neighbour."""
+        its headroom and the best plan it stops; and the runner-up, the best passing neighbour worse than
+        the plan (an equally good twin, such as another micro-batch x accumulation split, says nothing)."""
         objective, blocked, runner_up = self.problem.objective, {}, None
         for config in _neighbours(plan.config, self.domains, pairs=False):
             neighbour = self._configuration(plan, config)
             if neighbour is None:
                 continue
-            if neighbour.passes:
-                if runner_up is None or neighbour.values[objective] < runner_up.values[objective]:
+            if neighbour.passes:  # the runner-up is the next best plan: an equally good twin says nothing
+                distinct = neighbour.values[objective] > plan.values[objective] + abs(plan.values[objective]) * RESOLUTION
+                if distinct and (runner_up is None or neighbour.values[objective] < runner_up.values[objective]):
                     runner_up = neighbour
             elif neighbour.values[objective] < plan.values[objective]:
                 for violation in neighbour.violations:

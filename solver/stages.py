@@ -87,7 +87,8 @@ class Staged:
         for name, planned in self.stages:
             plan = planned.plan
             parts.append(f"== stage {name}\n" + report(planned.problem, plan.status, plan.assessment,
-                                                       plan.binding, plan.conflict))
+                                                       plan.binding, plan.conflict, details=plan.binding_details,
+                                                       runner_up=plan.runner_up))
         totals = self.totals()
         line = f"Stages together -- {self.status}"
         if totals:
@@ -180,4 +181,6 @@ def _best_combination(fronts: list[list], problem: Problem, limit: float, budget
 
 
 def _replace_plan(plan, assessment: Assessment):
-    return replace(plan, assessment=assessment, binding=[], conflict=[])
+    """The stage's plan swapped for one of its trade-off plans (what bound the first one does not
+    bind this one)."""
+    return replace(plan, assessment=assessment, binding=[], conflict=[], binding_details=[], runner_up=None)
