@@ -77,6 +77,11 @@ def _base_names(wanted: str) -> list[str]:
     return names
 
 
+def peft_default_modules(model_type: str | None) -> list[str] | None:
+    """The modules PEFT adapts in a family when a LoRA config names none; None where it has no default."""
+    return (_catalog("models").get("peft_default_modules") or {}).get(model_type) if model_type else None
+
+
 def torchtitan_models() -> dict[str, tuple[str, str]]:
     """Catalog id -> torchtitan's (model name, flavor) for the models torchtitan trains."""
     return {key: tuple(value) for key, value in (_catalog("models").get("torchtitan_models") or {}).items()}

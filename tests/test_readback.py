@@ -177,6 +177,35 @@ def test_an_axolotl_config_says_its_attention_loss_and_compile(tmp_path, keys, e
     assert {key: shown[key] for key in expected} == expected
 
 
+@pytest.mark.parametrize("keys, targets", [
+    ({"lora_target_modules": ["q_proj", "v_proj"]}, ["q", "v"]),
+    ({"lora_target_modules": "all-linear"}, ["q", "k", "v", "o", "gate", "up", "down"]),
+    ({}, ["q", "v"]),    # none named: PEFT's default for Llama-family models (q_proj, v_proj)
+    ({"lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+     ["q", "k", "v", "o", "gate", "up", "down"])])
+def test_the_lora_modules_a_trainer_config_adapts_are_its_targets(tmp_path, keys, targets):
+    """A TRL config's lora_target_modules, read by the model's family, set the adapters counted, as
+    PEFT builds them; the estimate follows (fewer targets, fewer trainable parameters)."""
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    arguments = {"model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct", "per_device_train_batch_size": 1,
+                 "use_peft": True, "lora_r": 16, "bf16": True, **keys}
+    problem = api.config_problem(write(tmp_path, "sft.yaml", arguments), goal, ())
+    assert list(problem.lora_targets) == targets
+    hidden, kv, ffn, layers = 1536, 256, 8960, 28   # Qwen2.5-1.5B config.json: 12 heads, 2 kv heads of 128
+    widths = {"q": hidden + hidden, "k": hidden + kv, "v": hidden + kv, "o": hidden + hidden,
+              "gate": hidden + ffn, "up": hidden + ffn, "down": ffn + hidden}
+    code, (answer,) = run_json("check", tmp_path / "sft.yaml", "--goal", goal)
+    assert answer["estimate"]["trainable_params"] == 16 * layers * sum(widths[target] for target in targets)
+
+
+def test_lora_modules_an_architecture_does_not_have_are_bad_input(tmp_path):
+    goal = write(tmp_path, "goal.yaml", GOAL)
+    arguments = {"model_name_or_path": "Qwen/Qwen2.5-1.5B", "per_device_train_batch_size": 1, "use_peft": True,
+                 "lora_target_modules": ["c_attn"]}   # GPT-2's, not Qwen's
+    result = run_cli("check", write(tmp_path, "sft.yaml", arguments), "--goal", goal)
+    assert result.returncode == 2 and "c_attn" in result.stderr and "q_proj" in result.stderr
+
+
 @pytest.mark.parametrize("name, catalog_id", [
     ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"), ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
     ("google/gemma-2-2b-it", "gemma-2-2b"), ("mistralai/Mistral-7B-Instruct-v0.1", "mistral-7b-v0.1"),

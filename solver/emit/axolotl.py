@@ -99,6 +99,10 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
         raise fields.error(("gradient_checkpointing",), f"true or false (tplan does not model {checkpointing!r})")
     found["grad_checkpointing"] = checkpointing
     settings = {"model": fields.text(("base_model",)), **_kernels(fields)}
+    if adapter and fields.flag(("lora_target_linear",)):
+        settings["lora_modules"] = ["all-linear"]
+    elif adapter:
+        settings["lora_modules"] = huggingface.lora_module_names(fields, ("lora_target_modules",))
     if fields.section(("fsdp_config",)):
         settings["framework"] = "fsdp"
         found["zero_stage"] = 3 if fields.flag(("fsdp_config", "reshard_after_forward"), True) else 2

@@ -34,6 +34,7 @@ ATTENTION = {"eager": "eager", "sdpa": "flash", "flash_attention_2": "flash", "f
 # at the values that keep tplan's full recomputation
 CHECKPOINTING_KWARGS = {"every_n_layers": 1, "offload": False}
 DEFAULTS_FILE = Path(__file__).with_name("trainer_defaults.yaml")
+PEFT_DEFAULT = "peft-default"   # a LoRA config that names no modules: PEFT adapts its family's default ones
 DS_FILE = "ds_config.json"
 DATASET = '"${DATASET:?set DATASET to the Hugging Face dataset id to train on}"'
 CONFIG_FILE = "sft_config.yaml"
@@ -130,7 +131,23 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
                              "int8" if fields.flag(("load_in_8bit",)) else "none")
     model = fields.text(("model_name_or_path",))
     settings = {"model": model} if model else {}
+    if found["lora_rank"]:  # ModelConfig's lora_target_modules, None: PEFT's default for the family
+        settings["lora_modules"] = lora_module_names(fields, ("lora_target_modules",))
     return found, {**settings, **_kernels(fields)}
+
+
+def lora_module_names(fields: Fields, key_path: tuple) -> list[str]:
+    """The modules a LoRA config adapts, as PEFT reads `target_modules`: a list of names, "all-linear"
+    (every linear layer but the LM head: tplan's every target), or none (PEFT's default for the family)."""
+    value = fields.raw(key_path)
+    if value is None:
+        return [PEFT_DEFAULT]
+    if isinstance(value, str):
+        if value != "all-linear":
+            raise fields.error(key_path, f"a list of module names or all-linear (tplan does not read a pattern "
+                                         f"such as {value!r})")
+        return ["all-linear"]
+    return fields.names(key_path)
 
 
 def _checkpointing(fields: Fields) -> bool:

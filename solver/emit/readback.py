@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import catalog
 from ..catalog import find_model
 from ..errors import InputError
 from ..goal import Problem, load_problem
@@ -193,14 +194,52 @@ def _single_values(goal: Document) -> dict:
 
 
 def _with_settings(goal: Document, settings: dict, engine_file: Document) -> Document:
-    """The goal with what an engine's file says of the run (its model, framework, loss ...)."""
+    """The goal with what an engine's file says of the run (its model, framework, loss ...; the
+    LoRA modules it adapts as tplan's targets of the model's family)."""
     data = dict(goal.data) if isinstance(goal.data, dict) else {}
+    modules = settings.pop("lora_modules", None)
     for key, value in settings.items():
         if key == "model" and value is not None:
             value = _engine_model(value, engine_file, data.get("model"))
         if value is not None:
             data[key] = value
+    if modules:
+        model_type = _model_type(data.get("model"), Path(goal.path).parent, engine_file)
+        data["lora_targets"] = _lora_targets(modules, model_type, engine_file)
     return Document(goal.path, data, goal.lines)
+
+
+def _lora_targets(modules: list[str], model_type: str | None, engine_file: Document) -> list[str]:
+    """tplan's LoRA targets (q, k, ... down) for the module names a file adapts, by the model's family
+    (PEFT matches a name against the end of each module's path: GPT-2's c_proj is both o and down)."""
+    if modules == ["all-linear"]:
+        return list(catalog.LORA_TARGETS)
+    if modules == [huggingface.PEFT_DEFAULT]:
+        modules = catalog.peft_default_modules(model_type)
+        if modules is None:
+            raise InputError(engine_file.path, "lora_target_modules", f"the modules to adapt (PEFT has no default "
+                                                                      f"for the {model_type or 'model'} family)")
+    names = catalog.lora_modules(model_type) or {}
+    targets = [target for target in catalog.LORA_TARGETS for module in modules
+               if names.get(target) and (names[target] == module or names[target].endswith("." + module))]
+    unknown = [module for module in modules if not any(names.get(target) and (names[target] == module or
+                                                       names[target].endswith("." + module)) for target in names)]
+    if unknown or not targets:
+        raise InputError(engine_file.path, "lora_target_modules",
+                         f"module names of the {model_type or 'model'} family tplan knows "
+                         f"({', '.join(dict.fromkeys(names.values())) or 'none'}), not {', '.join(unknown or modules)}")
+    return list(dict.fromkeys(targets))
+
+
+def _model_type(model, goal_folder: Path, engine_file: Document) -> str | None:
+    """config.json's model_type of a goal's model: a catalog model's, an hf_config's (a path from the
+    goal's folder), a shape's."""
+    if isinstance(model, str):
+        return find_model(model, engine_file.path, "model").get("model_type")
+    if isinstance(model, dict) and "hf_config" in model:
+        config = read(goal_folder / model["hf_config"]).data
+        return config.get("model_type") if isinstance(config, dict) else None
+    return model.get("model_type") if isinstance(model, dict) else None
 
 
 def _engine_model(name: str, engine_file: Document, goal_model):
