@@ -1,11 +1,13 @@
 """Repairs for a goal that cannot be met: each change re-solved, with the plan it gives.
 
-Three kinds, each verified by a solve: widening one knob the goal narrowed to its full domain (more
-GPUs, LoRA or QLoRA, an 8-bit optimizer, offload, a shorter context ...); changing what is rented or
-trained (more nodes, another GPU kind with more memory and compute, fewer tokens by the deadline),
-re-read as a goal of its own; and relaxing one rule of the conflict (the plan nearest to meeting it -
-the smallest footprint for memory, the fastest for a deadline - and by how much the limit would have
-to move). Changes that fit come first, best by the goal's objective.
+Three kinds, each verified by a solve: widening one knob the goal narrowed, to its default domain
+and the values a knob offers only for repairs (more GPUs, LoRA or QLoRA, an 8-bit or paged optimizer,
+bf16-only weights, offload ...), and the longest halving of the goal's context that fits; changing
+what is rented or trained (more nodes, another GPU kind chosen by what rules plans out, fewer tokens
+by the deadline or within the budget, the tokens a synthetic-data pressure needs), re-read as a goal
+of its own; and relaxing one rule of the conflict (the plan nearest to meeting it - the smallest
+footprint for memory, the fastest for a deadline, the cheapest for a budget - and by how much the
+limit would have to move). Changes that fit come first, best by the goal's objective.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from .evaluate import Assessment, format_value
 from .explain import config_json, estimate, knob_text
 from .goal import Problem
 
-OTHER_GPUS = 2            # other GPU kinds offered, with at least this one's memory and compute ...
-GPUS_TRIED = 3            # ... among at most this many tried: the largest first for a memory conflict, else the fastest
+OTHER_GPUS = 2            # other GPU kinds offered ...
+GPUS_TRIED = 3            # ... among at most this many tried, in the order _other_gpus gives
 MORE_NODES = (2, 4)       # node counts tried, as multiples of the goal's
-TOKEN_MARGIN = 0.98       # fewer tokens: this share of what the fastest plan trains by the deadline
+TOKEN_MARGIN = 0.98       # fewer tokens: this share of what fits the deadline or budget
 MIN_CONTEXT = 256         # the shortest context a shorter-context repair tries
 GOAL_KEYS = {"gpu": "hardware.gpu", "nodes": "hardware.nodes", "tokens": "data.tokens"}
 
@@ -101,21 +103,24 @@ def _other_gpus(inputs: dict, conflict: list[str]) -> list[str]:
     this one's memory and 16-bit peak, the cheapest list price first (unpriced last, fastest first)."""
     gpus, here = catalog.gpus(), catalog.gpus()[inputs["gpu.id"]]
     prices = catalog.list_prices()["prices"]
+    short_of_memory, over_budget = "memory/fits-gpu-memory" in conflict, "time/within-budget" in conflict
 
     def peak(gpu: str) -> float:
         return gpus[gpu]["peak_tflops"].get("bf16", 0)
-    others = [gpu for gpu in gpus if gpu != inputs["gpu.id"]]
-    if "memory/fits-gpu-memory" in conflict:
-        chosen = [gpu for gpu in others if gpus[gpu]["memory_gib"] > here["memory_gib"]]
-        rank = lambda gpu: (-gpus[gpu]["memory_gib"], prices.get(gpu, float("inf")), gpu)  # noqa: E731
-    elif "time/within-budget" in conflict:
-        chosen = [gpu for gpu in others if gpu in prices and peak(gpu) > 0]
-        rank = lambda gpu: (prices[gpu] / peak(gpu), gpu)  # noqa: E731
-    else:
-        chosen = [gpu for gpu in others if gpus[gpu]["memory_gib"] >= here["memory_gib"]
-                  and peak(gpu) >= here["peak_tflops"].get("bf16", 0)]
-        rank = lambda gpu: (prices.get(gpu, float("inf")), -peak(gpu), gpu)  # noqa: E731
-    return sorted(chosen, key=rank)[:GPUS_TRIED]
+
+    def candidate(gpu: str) -> bool:
+        if short_of_memory:
+            return gpus[gpu]["memory_gib"] > here["memory_gib"]
+        if over_budget:
+            return gpu in prices and peak(gpu) > 0
+        return gpus[gpu]["memory_gib"] >= here["memory_gib"] and peak(gpu) >= here["peak_tflops"].get("bf16", 0)
+
+    def rank(gpu: str) -> tuple:
+        price = prices.get(gpu, float("inf"))
+        if short_of_memory:
+            return -gpus[gpu]["memory_gib"], price, gpu
+        return (price / peak(gpu), gpu) if over_budget else (price, -peak(gpu), gpu)
+    return sorted((gpu for gpu in gpus if gpu != inputs["gpu.id"] and candidate(gpu)), key=rank)[:GPUS_TRIED]
 
 
 def _tokens_for_pressure(problem: Problem, plan) -> float:
@@ -130,8 +135,8 @@ def _tokens_for_pressure(problem: Problem, plan) -> float:
 
 
 def _tokens_within_limits(problem: Problem, plan) -> list[tuple[str, str, str]]:
-    """(rule, objective, tokens per unit) of the limits that fewer tokens can meet: by the deadline, the
-    fastest plan's tokens per second; within the budget, the cheapest plan's tokens per unit of cost."""
+    """(rule, objective, goal input) of the limits that rule plans out and fewer tokens can meet: the
+    deadline (the fastest plan sets how many tokens fit) and the budget (the cheapest plan does)."""
     limits = [("time/meets-deadline", "train_seconds", "goal.deadline_seconds"),
               ("time/within-budget", "cost", "goal.budget")]
     return [(rule, objective, limit) for rule, objective, limit in limits
