@@ -116,11 +116,10 @@ def owner(document: Document) -> Document | None:
         for candidate in [*_siblings(document), *_siblings(document, folder.parent)]:
             if own in _named_deepspeed(candidate):
                 return candidate
-    if engine == "hf":
-        for candidate in _siblings(document):
-            beside = _arguments_beside(candidate) if engine_of(candidate) == "accelerate" else None
-            if beside is not None and beside.path == document.path:
-                return candidate
+    if engine == "hf":  # the accelerate config beside runs the one Trainer arguments file there (_arguments_beside)
+        siblings = list(_siblings(document))
+        if not any(engine_of(sibling) == "hf" for sibling in siblings):
+            return next((sibling for sibling in siblings if engine_of(sibling) == "accelerate"), None)
     return None
 
 
