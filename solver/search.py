@@ -317,15 +317,17 @@ class Search:
         """``config`` assessed, or where it breaks a rule that defines configurations (micro-batch 32
         against the run's global batch), the best neighbour of it that changes one more knob and is a
         configuration (micro-batch 32 with fewer accumulation steps); None when there is none."""
-        def defined(candidate: dict) -> bool:
-            known = self.unchanged(plan, candidate)
-            return all(self.evaluator.holds(rule, candidate, known) for rule in self.definitions)
-        if defined(config):
-            return self.evaluator.assess(config, self.unchanged(plan, config))
+        def assessed(candidate: dict) -> Assessment | None:
+            known = self.unchanged(plan, candidate)   # the definitions' values are kept for the assessment
+            if all(self.evaluator.holds(rule, candidate, known) for rule in self.definitions):
+                return self.evaluator.assess(candidate, known)
+            return None
+        direct = assessed(config)
+        if direct is not None:
+            return direct
         changed = {knob for knob, value in config.items() if value != plan.config[knob]}
-        completed = [self.evaluator.assess(candidate, self.unchanged(plan, candidate))
-                     for candidate in ({**config, knob: value} for knob in self.domains if knob not in changed
-                                       for value in self.domains[knob] if value != config[knob]) if defined(candidate)]
+        completed = [each for each in (assessed({**config, knob: value}) for knob in self.domains if knob not in changed
+                                       for value in self.domains[knob] if value != config[knob]) if each is not None]
         objective = self.problem.objective
         return min(completed, key=lambda each: (not each.passes, each.values[objective]), default=None)
 
