@@ -127,8 +127,8 @@ def _kernels(fields: Fields) -> dict:
     for plugin, (key, default) in FUSED_LOSS_PLUGINS.items():
         if plugin in plugins:  # with the plugin's fused loss off, Hugging Face's standard loss runs
             settings["loss"] = "fused" if fields.raw((key,), default) is True else settings.get("loss", "standard")
-    if fields.raw(("torch_compile",)) is not None:
-        compiled = fields.raw(("torch_compile",))
+    compiled = fields.raw(("torch_compile",))
+    if compiled is not None:
         if compiled not in (True, False, "auto"):
             raise fields.error(("torch_compile",), f"true, false or auto, not {compiled!r}")
         settings["compile"] = compiled is not False  # auto compiles where the torch version can

@@ -180,9 +180,10 @@ def _kernels(fields: Fields) -> dict:
     attention = _attention(fields)
     if attention:
         settings["attention"] = attention
-    compile_keys = ("torch_compile_backend", "torch_compile_mode")  # either sets torch_compile (TrainingArguments.__post_init__)
-    if fields.has(("torch_compile",)) or any(fields.has((key,)) for key in compile_keys):
-        settings["compile"] = fields.flag(("torch_compile",)) or any(fields.has((key,)) for key in compile_keys)
+    # a compile backend or mode sets torch_compile (TrainingArguments.__post_init__)
+    backend = any(fields.has((key,)) for key in ("torch_compile_backend", "torch_compile_mode"))
+    if fields.has(("torch_compile",)) or backend:
+        settings["compile"] = fields.flag(("torch_compile",)) or backend
     return settings
 
 

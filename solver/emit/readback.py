@@ -15,7 +15,8 @@ from ..load import Document, read
 from . import accelerate, axolotl, deepspeed, huggingface, side_name, torchtitan, torchtune
 from .fields import Fields
 
-ACCELERATE_DEEPSPEED = ("deepspeed_config", "deepspeed_config_file")  # where an accelerate config names its JSON
+# where each engine's config names its DeepSpeed JSON (a path from the config's folder)
+DEEPSPEED_KEYS = {"hf": ("deepspeed",), "axolotl": ("deepspeed",), "accelerate": ("deepspeed_config", "deepspeed_config_file")}
 
 def engine_of(document: Document) -> str | None:
     """The engine whose config this is, or None for a tplan goal or config."""
@@ -48,8 +49,8 @@ def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, di
         fields = Fields(document)
         knobs, settings = module.knobs(fields)
         companions = []
-        if fields.raw(("deepspeed",)):
-            companion = _companion(document, fields, ("deepspeed",))
+        if fields.raw(DEEPSPEED_KEYS[engine]):
+            companion = _companion(document, fields, DEEPSPEED_KEYS[engine])
             knobs = _merged(deepspeed.knobs(Fields(companion, deepspeed.auto_values(knobs))), knobs)
             settings["framework"], companions = "deepspeed", [companion.path]
         return knobs, settings, companions
@@ -59,8 +60,8 @@ def reading(document: Document, engine: str, goal_knobs: dict) -> tuple[dict, di
         beside = _arguments_beside(document)
         arguments, argument_settings = huggingface.knobs(Fields(beside)) if beside else ({}, {})
         layers, companions = [arguments, knobs], [beside.path] if beside else []
-        if fields.text(ACCELERATE_DEEPSPEED):
-            companion = _companion(document, fields, ACCELERATE_DEEPSPEED)
+        if fields.text(DEEPSPEED_KEYS[engine]):
+            companion = _companion(document, fields, DEEPSPEED_KEYS[engine])
             layers.insert(1, deepspeed.knobs(Fields(companion, deepspeed.auto_values(arguments))))
             companions.append(companion.path)
         return _merged(*layers), {**argument_settings, **settings}, companions
@@ -125,11 +126,11 @@ def owner(document: Document) -> Document | None:
 
 def _named_deepspeed(document: Document) -> list[Path]:
     """The DeepSpeed JSON a Trainer arguments, axolotl or accelerate config names, if any."""
-    engine, data = engine_of(document), document.data
-    if engine == "accelerate":
-        data = data.get(ACCELERATE_DEEPSPEED[0])
-    named = data.get("deepspeed" if engine in ("hf", "axolotl") else ACCELERATE_DEEPSPEED[1]) \
-        if engine in ("hf", "axolotl", "accelerate") and isinstance(data, dict) else None
+    key_path, named = DEEPSPEED_KEYS.get(engine_of(document), ()), None
+    if key_path:
+        named = document.data
+        for key in key_path:  # read as it is: a sibling may be malformed, and is then no owner
+            named = named.get(key) if isinstance(named, dict) else None
     return [(Path(document.path).parent / named).resolve()] if isinstance(named, str) else []
 
 
@@ -219,15 +220,16 @@ def _lora_targets(modules: list[str], model_type: str | None, engine_file: Docum
             raise InputError(engine_file.path, "lora_target_modules", f"the modules to adapt (PEFT has no default "
                                                                       f"for the {model_type or 'model'} family)")
     names = catalog.lora_modules(model_type) or {}
-    targets = [target for target in catalog.LORA_TARGETS for module in modules
-               if names.get(target) and (names[target] == module or names[target].endswith("." + module))]
-    unknown = [module for module in modules if not any(names.get(target) and (names[target] == module or
-                                                       names[target].endswith("." + module)) for target in names)]
+
+    def adapts(module: str) -> set[str]:
+        return {target for target, name in names.items() if name == module or name.endswith("." + module)}
+    targets = [target for target in catalog.LORA_TARGETS if any(target in adapts(module) for module in modules)]
+    unknown = [module for module in modules if not adapts(module)]
     if unknown or not targets:
         raise InputError(engine_file.path, "lora_target_modules",
                          f"module names of the {model_type or 'model'} family tplan knows "
                          f"({', '.join(dict.fromkeys(names.values())) or 'none'}), not {', '.join(unknown or modules)}")
-    return list(dict.fromkeys(targets))
+    return targets
 
 
 def _model_type(model, goal_folder: Path, engine_file: Document) -> str | None:
