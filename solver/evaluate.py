@@ -162,8 +162,9 @@ class Evaluator:
                              f"a condition that evaluates for {_show(config)}; got {error.__class__.__name__}: {error}")
 
     def _function(self, key: str, node: expr.Node) -> Function:
-        """The function of a derived quantity or a rule's condition, built once per rule set (and
-        shared by its folded and substituted copies: the node is kept with it, so its id stays its own)."""
+        """The function of a derived quantity, a rule's condition or a message's placeholder, built once
+        per rule set (and shared by its folded and substituted copies: the node is kept with it, so its
+        id stays its own)."""
         entry = self.rules._functions_memo.get((key, id(node)))
         if entry is None:
             entry = self.rules._functions_memo[(key, id(node))] = (function(node), node)
@@ -172,7 +173,7 @@ class Evaluator:
     def message(self, constraint: Constraint, config: dict, memo: dict) -> str:
         text = constraint.message
         for placeholder, node, spec in self.rules.message_names(constraint):
-            formatted = format_value(self.value(node, config, memo), spec)
+            formatted = format_value(self._function(placeholder, node)(self, config, memo), spec)
             text = text.replace("{" + placeholder + (f":{spec}" if spec else "") + "}", formatted)
         return text
 
