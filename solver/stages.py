@@ -62,13 +62,7 @@ class Staged:
     repairs: list = field(default_factory=list)   # for a broken shared limit: the limit the nearest plans need
 
     def totals(self) -> dict | None:
-        chosen = [planned.plan.assessment for _, planned in self.stages]
-        if any(assessment is None for assessment in chosen):
-            return None
-        totals = {key: sum(float(plan.values[name]) for plan in chosen) for key, name in TOTALS.items()}
-        totals["memory_per_gpu_bytes"] = max(float(plan.values["memory_per_gpu"]) for plan in chosen)
-        totals["tokens_per_second"] = totals["training_tokens"] / totals["train_seconds"]
-        return totals
+        return totals_of(plans_of(self.stages))
 
     def answer(self) -> dict:
         """The JSON contract for a staged goal: the totals as its estimate, each stage's own answer."""
@@ -128,7 +122,7 @@ def plan_stages(document: Document, plan_one, front) -> Staged:
     if choice is None:  # show the combination nearest to the first broken limit, and what each limit needs
         nearest = "train_seconds" if "time/meets-deadline" in broken else "cost"
         _choose(named, [min(found, key=lambda pair: float(pair[1].values[nearest])) for found in fronts])
-        totals = Staged(named, "", [], limit, budget).totals()
+        totals = totals_of(plans_of(named))
         needs = [f"a deadline of at least {format_value(totals['train_seconds'], 'time')} (the fastest plans "
                  f"together; it is {format_value(limit, 'time')})" if rule == "time/meets-deadline" else
                  f"a budget of at least {format_value(totals['cost'])} (these plans together; it is "
@@ -147,6 +141,16 @@ def _choose(named: list, picks: list) -> None:
 
 def plans_of(named: list) -> list[Assessment]:
     return [planned.plan.assessment for _, planned in named]
+
+
+def totals_of(chosen: list[Assessment | None]) -> dict | None:
+    """The stages' plans summed (time, GPU-hours, cost, tokens) and their largest memory per GPU."""
+    if any(assessment is None for assessment in chosen):
+        return None
+    totals = {key: sum(float(plan.values[name]) for plan in chosen) for key, name in TOTALS.items()}
+    totals["memory_per_gpu_bytes"] = max(float(plan.values["memory_per_gpu"]) for plan in chosen)
+    totals["tokens_per_second"] = totals["training_tokens"] / totals["train_seconds"]
+    return totals
 
 
 def _broken(chosen: list[Assessment], limit: float, budget: float) -> list[str]:
