@@ -28,7 +28,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from ortools.sat.python import cp_model
+from .cpsat import cp_model
 
 from . import expr
 from .bounds import Bounds

@@ -6,6 +6,7 @@ tested against (exhaustive search over small spaces). It knows nothing of CP-SAT
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -34,63 +35,80 @@ FUNCTIONS = {"min": min, "max": max, "abs": abs, "ceil": math.ceil, "floor": mat
              "log2": math.log2, "sqrt": math.sqrt}
 
 
+def operation(node: expr.Node) -> Callable:
+    """What a node that reads all its operands (every node but a constant, a name, ``and``, ``or`` and
+    ``x if c else y``) does to their values: the one definition of the operators, applied by the
+    evaluator's functions below and to whole tables by tabulate.py. A look-up takes the rule set's
+    tables first; the comparisons and arithmetic need numbers (strings only compare with == and !=)."""
+    if isinstance(node, expr.Lookup):
+        return functools.partial(lookup, node.table)
+    if isinstance(node, expr.Unary):
+        return operator.not_ if node.op == "not" else operator.neg
+    if isinstance(node, expr.Binary):
+        return ARITHMETIC[node.op] if node.op in ("==", "!=") else _numeric(node.op)
+    return FUNCTIONS[node.function]
+
+
+def lookup(table: str, tables: dict, key):
+    entries = tables[table]
+    if table_key(key) not in entries:
+        raise KeyError(f"{table} has no entry for {key!r}")
+    return entries[table_key(key)]
+
+
+def _numeric(op: str) -> Callable:
+    apply = ARITHMETIC[op]
+
+    def numeric(left, right):
+        if isinstance(left, str) or isinstance(right, str):
+            raise TypeError(f"{op} needs numbers, not {left!r} and {right!r}")
+        return apply(left, right)
+    return numeric
+
+
+def decided(op: str, left) -> bool:
+    """Whether the left side of ``and``/``or`` decides it (the right side is then not read)."""
+    return bool(left) == (op == "or")
+
+
 Function = Callable[["Evaluator", dict, dict], object]
 
 
 def function(node: expr.Node) -> Function:
-    """``node`` as a Python function of (evaluator, config, memo) with the operators above: the tree
-    is walked once here instead of on every evaluation. Names are read through the evaluator at call
-    time, so one function serves every evaluator of a rule set (calibrate varies the constants)."""
+    """``node`` as a Python function of (evaluator, config, memo) applying operation() and decided():
+    the tree is walked once here instead of on every evaluation. Names and tables are read through the
+    evaluator at call time, so one function serves every evaluator of a rule set (calibrate varies the
+    constants)."""
     if isinstance(node, expr.Const):
         constant = node.value
         return lambda evaluator, config, memo: constant
     if isinstance(node, expr.Name):
         name = node.name
         return lambda evaluator, config, memo: evaluator.name(name, config, memo)
-    if isinstance(node, expr.Lookup):
-        return _lookup(node.table, function(node.key))
-    if isinstance(node, expr.Unary):
-        operand = function(node.operand)
-        if node.op == "not":
-            return lambda evaluator, config, memo: not operand(evaluator, config, memo)
-        return lambda evaluator, config, memo: -operand(evaluator, config, memo)
-    if isinstance(node, expr.Binary):
-        return _binary(node.op, function(node.left), function(node.right))
     if isinstance(node, expr.IfElse):
         condition, then, otherwise = function(node.condition), function(node.then), function(node.otherwise)
         return lambda evaluator, config, memo: (then if condition(evaluator, config, memo)
                                                 else otherwise)(evaluator, config, memo)
-    apply, args = FUNCTIONS[node.function], tuple(function(arg) for arg in node.args)
-    return lambda evaluator, config, memo: apply(*(arg(evaluator, config, memo) for arg in args))
-
-
-def _lookup(table: str, key: Function) -> Function:
-    def lookup(evaluator, config, memo):
-        value = key(evaluator, config, memo)
-        entries = evaluator.tables[table]
-        if table_key(value) not in entries:
-            raise KeyError(f"{table} has no entry for {value!r}")
-        return entries[table_key(value)]
-    return lookup
-
-
-def _binary(op: str, left: Function, right: Function) -> Function:
-    """``and``/``or`` read their right side only when the left does not decide; the other operators
-    need numbers (strings only compare with == and !=)."""
-    if op == "and":
-        return lambda evaluator, config, memo: bool(left(evaluator, config, memo)) and bool(right(evaluator, config, memo))
-    if op == "or":
-        return lambda evaluator, config, memo: bool(left(evaluator, config, memo)) or bool(right(evaluator, config, memo))
-    apply = ARITHMETIC[op]
-    if op in ("==", "!="):
+    if isinstance(node, expr.Binary) and node.op in ("and", "or"):
+        return _logical(node.op, function(node.left), function(node.right))
+    apply, operands = operation(node), tuple(function(child) for child in expr.children(node))
+    if isinstance(node, expr.Lookup):
+        (key,) = operands
+        return lambda evaluator, config, memo: apply(evaluator.tables, key(evaluator, config, memo))
+    if len(operands) == 1:
+        (operand,) = operands
+        return lambda evaluator, config, memo: apply(operand(evaluator, config, memo))
+    if len(operands) == 2:
+        left, right = operands
         return lambda evaluator, config, memo: apply(left(evaluator, config, memo), right(evaluator, config, memo))
+    return lambda evaluator, config, memo: apply(*(each(evaluator, config, memo) for each in operands))
 
-    def arithmetic(evaluator, config, memo):
-        a, b = left(evaluator, config, memo), right(evaluator, config, memo)
-        if isinstance(a, str) or isinstance(b, str):
-            raise TypeError(f"{op} needs numbers, not {a!r} and {b!r}")
-        return apply(a, b)
-    return arithmetic
+
+def _logical(op: str, left: Function, right: Function) -> Function:
+    def logical(evaluator, config, memo):
+        first = bool(left(evaluator, config, memo))
+        return first if decided(op, first) else bool(right(evaluator, config, memo))
+    return logical
 
 
 @dataclass

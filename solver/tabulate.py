@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 
 from . import expr
-from .evaluate import ARITHMETIC, FUNCTIONS, Evaluator
-from .packs import RuleSet, table_key
+from .evaluate import Evaluator, decided, operation
+from .packs import RuleSet
 
 TABLE_LIMIT = 4096          # most knob combinations one tabulated subexpression may span
 PREFERRED_TABLE_LIMIT = 512  # what the search tabulates first (search.py): smaller tables, smaller models
@@ -39,26 +39,22 @@ class Table:
 
 
 def combine(node: expr.Node, row: tuple, tables: dict):
-    """One node's value from its children's values, as the evaluator defines the operators;
-    UNDEFINED spreads only through the operands actually used (the branch taken, and/or)."""
+    """One node's value from its children's values, by the evaluator's operation() and decided();
+    UNDEFINED spreads only through the operands the evaluator reads (the branch taken, the right side
+    of ``and``/``or`` when the left does not decide)."""
     if isinstance(node, expr.IfElse):
         condition, then, otherwise = row
         return UNDEFINED if condition is UNDEFINED else (then if condition else otherwise)
     if isinstance(node, expr.Binary) and node.op in ("and", "or"):
         left, right = row
-        if left is UNDEFINED or bool(left) == (node.op == "or"):
-            return left if left is UNDEFINED else node.op == "or"
+        if left is UNDEFINED or decided(node.op, left):
+            return left if left is UNDEFINED else bool(left)
         return right if right is UNDEFINED else bool(right)
     if any(value is UNDEFINED for value in row):
         return UNDEFINED
     try:
-        if isinstance(node, expr.Lookup):
-            return tables[node.table][table_key(row[0])]
-        if isinstance(node, expr.Unary):
-            return (not row[0]) if node.op == "not" else -row[0]
-        if isinstance(node, expr.Binary):
-            return ARITHMETIC[node.op](*row)
-        return FUNCTIONS[node.function](*row)
+        apply = operation(node)
+        return apply(tables, *row) if isinstance(node, expr.Lookup) else apply(*row)
     except (ArithmeticError, TypeError, ValueError, KeyError):
         return UNDEFINED
 

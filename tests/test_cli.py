@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -241,3 +243,25 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "hf" / "sft_config.yaml").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "hf" / "launch.sh").stat().st_mode) == 0o755
     assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_solving_does_not_load_pandas_and_leaves_the_real_one_importable():
+    """cpsat.py imports CP-SAT against a stand-in for pandas (0.2 s of every solve); the stand-in must
+    not outlive the import, and a solve must still work."""
+    result = _python("import sys; from tplan import api, search; assert 'pandas' not in sys.modules; "
+                     "from tplan.goal import load_problem; import tplan.cpsat as c; m = c.cp_model.CpModel(); "
+                     "x = m.NewIntVar(0, 3, 'x'); m.Maximize(x); s = c.cp_model.CpSolver(); s.Solve(m); "
+                     "assert s.Value(x) == 3; import pandas; print(pandas.Series([1, 2]).sum())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+
+
+def test_an_ortools_that_reads_more_of_pandas_at_load_gets_the_real_one():
+    result = _python("import sys, tplan.cpsat as c; del sys.modules[c.MODULE]; c.STAND_IN_NAMES = ('Index',); "
+                     "m = c._import(); assert m.CpModel and 'DataFrame' in dir(sys.modules['pandas']); "
+                     "assert isinstance(m.pd.Series([1]), m.pd.Series)")
+    assert result.returncode == 0, result.stderr
