@@ -149,6 +149,18 @@ def test_interleaved_pipeline_divides_the_bubble_and_adds_first_stage_activation
     assert "parallelism/interleaved-pipeline-framework" in {v.rule for v in deepspeed.violations}
 
 
+def test_torchtitan_counts_the_embedding_and_head_as_pipeline_chunks(tmp_path):
+    """torchtitan splits 32 layers plus the embedding and the output head (one layer each) into up to
+    34 chunks (generate_llm_fqn_per_model_part), as Llama 3 put 126 layers into 16 x 8 chunks;
+    Megatron-LM needs a layer in every chunk."""
+    knobs = {"zero_stage": 1, "gpus": 8, "pp": 2, "grad_accum": 8}
+    rule = "parallelism/interleaved-pipeline"
+    assert rule not in {v.rule for v in assess(tmp_path, {**knobs, "vp": 17}, framework="fsdp").violations}
+    assert rule in {v.rule for v in assess(tmp_path, {**knobs, "vp": 18}, framework="fsdp").violations}
+    assert rule in {v.rule for v in assess(tmp_path, {**knobs, "vp": 17}, framework="megatron").violations}
+    assert rule not in {v.rule for v in assess(tmp_path, {**knobs, "vp": 16}, framework="megatron").violations}
+
+
 def test_compile_recomputes_norm_outputs_and_the_mlp_activation(tmp_path):
     """torch.compile's partitioner rebuilds element-wise outputs from tensors it keeps anyway: the two
     norms' outputs (2h each) and, in a gated MLP, the silu output and its product (2f each)."""
