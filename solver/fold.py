@@ -3,8 +3,9 @@ branch the goal takes (its constants decide them: `data.steps > 0`, `task == 'pr
 compiler never bounds or tabulates a branch no plan can reach. Receives a Problem, returns the
 same Problem with folded rules; the evaluator gives every plan the same values before and after.
 Variants of one goal (knob domains widened, rules relaxed) fold to the same trees and share one
-table cache (tabulate.py) and one cache of substituted trees with their tables (substitute.py), so
-the repairs of an infeasible goal tabulate each subexpression once.
+table cache (tabulate.py), one cache of substituted trees with their tables (substitute.py) and the
+plans the evaluator rejected (search.py), so the repairs of an infeasible goal tabulate each
+subexpression once and meet each rejected plan once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Fold:
     memo: dict = dataclasses.field(default_factory=dict)
     tables: dict = dataclasses.field(default_factory=dict)
     trees: dict = dataclasses.field(default_factory=dict)
+    rejected: dict = dataclasses.field(default_factory=dict)
 
 
 _FOLDS: dict[tuple, _Fold] = {}
@@ -63,6 +65,7 @@ def fold(problem: Problem) -> Problem:
     folded = dataclasses.replace(
         rules, derived={name: walk(node) for name, node in rules.derived.items()},
         constraints=[dataclasses.replace(c, condition=walk(c.condition)) for c in rules.constraints],
-        _knobs_memo={}, _tables_memo=entry.tables, _trees_memo=entry.trees)
+        _knobs_memo={}, _tables_memo=entry.tables, _trees_memo=entry.trees,
+        _rejected_memo=entry.rejected)
     return dataclasses.replace(problem, rules=folded)
 

@@ -66,6 +66,7 @@ class RuleSet:
     _tables_memo: dict = field(default_factory=dict, repr=False)   # tabulate.py's tables, shared by a goal's variants
     _trees_memo: dict = field(default_factory=dict, repr=False)    # substitute.py's rebuilt trees and tables, likewise
     _functions_memo: dict = field(default_factory=dict, repr=False)  # evaluate.py's functions of derived names and rules
+    _rejected_memo: dict = field(default_factory=dict, repr=False)  # search.py's plans the evaluator rejected, a goal's variants'
 
     def knobs_read(self, node: expr.Node) -> frozenset[str]:
         """Knobs an expression reads, directly or through derived quantities."""

@@ -1,7 +1,8 @@
 """Search: run CP-SAT on the compiled model and certify its answer with the evaluator.
 
 Every plan CP-SAT returns is re-evaluated exactly; a plan that the scaled integers let
-through but the evaluator rejects is cut off with a no-good and the search repeats, so a
+through but the evaluator rejects is cut off with a no-good (with the neighbours of it the
+evaluator rejects too, kept for the goal's other searches) and the search repeats, so a
 returned plan always fits. The evaluator then polishes it (every one- and two-knob change),
 and when the objective's rounding unit is coarse the search runs again with the objective
 split into tight cases (compile.py). "optimal" means CP-SAT proved the encoded optimum and
@@ -103,11 +104,14 @@ class Search:
         9.1), but more products of rounded factors make the encoding coarser, so a search whose plan
         the evaluator rejects, or whose objective needs refining, goes on with the largest tables."""
         try:
-            return Compiler(self.view, self.domains, objective_cap, table_limit).compile()
+            compiled = Compiler(self.view, self.domains, objective_cap, table_limit).compile()
         except TooLarge:
             if table_limit >= TABLE_LIMIT:
                 raise
             return self._compile(objective_cap, TABLE_LIMIT)
+        for plan, rules in self.problem.rules._rejected_memo.items():
+            self._forbid(compiled, dict(plan), rules)
+        return compiled
 
     def _prune(self) -> tuple[dict, list[str], list[str]]:
         """Drop knob values that break a rule reading that knob alone (fp8 on an A100);
@@ -179,34 +183,62 @@ class Search:
                 continue
             if self.cuts >= MAX_CUTS:  # the encoding and the evaluator disagree too often: no answer, no crash
                 return cp_model.UNKNOWN, None, solver
-            self._cut(solver)
+            self._cut(assessment)
 
-    def _cut(self, solver: cp_model.CpSolver) -> None:
-        """Forbid the exact knob assignment of a plan the evaluator rejected."""
+    def _cut(self, rejected: Assessment) -> None:
+        """Forbid the knob assignment of a plan the evaluator rejected, and of every plan one or two knob
+        changes from it that the evaluator rejects too: the plans a comparison's slack lets through lie
+        side by side (a 70B pretrain on 1,024 GPUs against a 30-day deadline: plans of 30 to 41 days),
+        and CP-SAT offered them one call at a time for half a minute. Each is kept with the rules it
+        breaks for the goal's other searches (its conflict's, its repairs'), which forbid it while
+        one of those rules is on (_compile)."""
         self.cuts += 1
-        chosen = [literals[solver.Value(self.compiled.index[knob])] for knob, literals in self.compiled.chosen.items()]
-        self.compiled.model.AddBoolOr([literal.Not() for literal in chosen])
+        known = self.problem.rules._rejected_memo
+        for config in [rejected.config, *_neighbours(rejected.config, self.domains)]:
+            plan = tuple(sorted(config.items()))
+            if plan in known and config is not rejected.config:
+                continue  # forbidden already, for the rules another search found it to break
+            assessment = rejected if config is rejected.config else \
+                self.evaluator.assess(config, self.unchanged(rejected, config))
+            broken = frozenset(violation.rule for violation in assessment.violations if violation.severity == "error")
+            if broken:
+                known[plan] = known.get(plan, frozenset()) | broken
+                self._forbid(self.compiled, config, broken)
 
-    def conflict(self, solver: cp_model.CpSolver) -> list[str]:
-        """Rules that together rule out every plan of the pruned domains: CP-SAT's core over the
-        guard literals, then each rule dropped in turn while the rest still prove infeasibility. The
-        rules whose equalities the compiled model substitutes are kept: it reads them even with their
-        guards off, so only a model compiled without them (minimal_conflict) can tell."""
+    def _forbid(self, compiled: CompiledModel, config: dict, rules: frozenset) -> None:
+        """No plan ``config`` while one of ``rules`` (which it breaks) is on."""
+        if any(config[knob] not in self.domains[knob] for knob in compiled.chosen):
+            return  # a value this search's domains leave out anyway
+        plan = [compiled.chosen[knob][self.domains[knob].index(config[knob])].Not() for knob in compiled.chosen]
+        for rule in rules & compiled.guards.keys():
+            compiled.model.AddBoolOr(plan + [compiled.guards[rule].Not()])
+
+    def conflict(self) -> list[str]:
+        """Rules that together rule out every plan of the pruned domains: CP-SAT's core over the guard
+        literals, then each rule dropped in turn while the rest still prove infeasibility. Both on the
+        model without its objective: with one, CP-SAT (9.15) names every assumption as the core, and it
+        searches a subset that has plans for the best one rather than stopping at the first (a 70B goal
+        spent 44 s here). The rules whose equalities the compiled model substitutes are kept: it reads
+        them even with their guards off, so only a model compiled without them (minimal_conflict) can tell."""
+        feasibility = self.compiled.model.clone()
+        feasibility.ClearObjective()
         by_index = {guard.Index(): rule for rule, guard in self.compiled.guards.items()}
         kept = sources(self.problem)
+        _, solver = self._assume(feasibility, list(self.compiled.guards))
         core = sorted({by_index[index] for index in solver.SufficientAssumptionsForInfeasibility() if index in by_index}
                       | kept)
         for rule in [rule for rule in core if rule not in kept]:
             rest = [other for other in core if other != rule]
-            if self._infeasible_with(rest):
+            if self._assume(feasibility, rest)[0] == cp_model.INFEASIBLE:
                 core = rest
         return core
 
-    def _infeasible_with(self, rules: list[str]) -> bool:
-        model = self.compiled.model
+    def _assume(self, model: cp_model.CpModel, rules: list[str]):
+        """``model`` solved with the guards of ``rules`` on: the status, and the solver."""
         model.ClearAssumptions()
         model.AddAssumptions([self.compiled.guards[rule] for rule in rules])
-        return self._solver().Solve(model) == cp_model.INFEASIBLE
+        solver = self._solver()
+        return solver.Solve(model), solver
 
     def needs_refining(self, plan: Assessment) -> bool:
         """Whether the objective's rounding unit is too coarse to order plans near ``plan``."""
@@ -373,6 +405,9 @@ def with_rules(problem: Problem, keep) -> Problem:
 
 
 def _infeasible(problem: Problem, budget: Budget) -> bool:
+    """Whether ``problem`` has no plan, as far as the time left proves it (no time left: not proven)."""
+    if not budget.left():
+        return False
     search = Search(problem, budget)
     return bool(search.emptied) or search.run()[0] == cp_model.INFEASIBLE
 
@@ -407,6 +442,8 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     most memory headroom among equally good plans nearby (Search.settle)."""
     budget = budget_of(time_limit)
     started = time.perf_counter()
+    if not budget.left():  # the command's time is spent: compiling would only overrun it
+        return Plan("unknown", None)
     problem = fold(problem)
     # a rule that fails to evaluate (10**10**10, arithmetic on a word) is a pack error, not "no plan"
     problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
@@ -418,7 +455,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     elapsed = time.perf_counter() - started
     if assessment is None:
         name = "infeasible" if status == cp_model.INFEASIBLE else "unknown"
-        rules = (minimal_conflict(problem, search.conflict(solver) + search.pruners, budget)
+        rules = (minimal_conflict(problem, search.conflict() + search.pruners, budget)
                  if status == cp_model.INFEASIBLE and conflict else [])
         return Plan(name, None, conflict=rules, solve_seconds=elapsed, cuts=search.cuts)
     # CP-SAT proved the best *encoded* objective; the evaluator has the last word on the exact one
