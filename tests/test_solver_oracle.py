@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -345,3 +346,42 @@ def test_a_neighbour_evaluated_from_the_values_it_keeps_equals_a_fresh_evaluatio
         seeded, fresh = evaluator.assess(config, search.unchanged(plan, config)), evaluator.assess(config)
         assert repr(seeded.values) == repr(fresh.values)  # repr: an undefined value (nan) equals itself
         assert seeded.violations == fresh.violations
+
+
+def test_a_rejected_plan_is_cut_while_a_rule_it_breaks_is_on_and_for_the_goals_other_searches(tmp_path):
+    """Search._cut forbids a plan the evaluator rejects (and its rejected neighbours) only while one of
+    the rules it breaks is on - a conflict's search with that rule off must still reach it - and keeps
+    it for the goal's other searches."""
+    from tplan.cpsat import cp_model
+    from tplan.fold import fold
+    from tplan.search import Budget, Search
+
+    goal = {"model": "llama-3.1-8b", "data": {"tokens": 1e8}, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8},
+            "knobs": {"micro_batch": [1, 8], "grad_accum": [1, 8], "context": 2048, "tp": 1, "pp": 1,
+                      "lora_rank": 0, "quantization": "none", "gpus": 1, "offload": "none"}}
+    problem = fold(load_problem(write_goal(tmp_path, goal)))
+    search = Search(problem, Budget(60))
+    evaluator = problem.evaluator()
+    rejected = next(a for a in map(evaluator.assess, (dict(zip(problem.domains, values))
+                                                      for values in itertools.product(*problem.domains.values())))
+                    if {v.rule for v in a.violations} == {"memory/fits-gpu-memory"})
+    search._cut(rejected)
+    plan = tuple(sorted(rejected.config.items()))
+    assert problem.rules._rejected_memo[plan] == {"memory/fits-gpu-memory"}
+    assert all(not evaluator.assess(dict(each)).passes for each in problem.rules._rejected_memo)
+
+    def reachable(search, rules) -> bool:
+        model = search.compiled.model.clone()
+        model.ClearObjective()
+        for knob, index in search.compiled.index.items():
+            model.Add(index == search.domains[knob].index(rejected.config[knob]))
+        model.AddAssumptions([search.compiled.guards[rule] for rule in rules])
+        return cp_model.CpSolver().Solve(model) != cp_model.INFEASIBLE
+
+    others = [rule for rule in search.compiled.guards if rule != "memory/fits-gpu-memory"]
+    assert reachable(search, others)
+    assert not reachable(search, [*others, "memory/fits-gpu-memory"])
+    again = Search(problem, Budget(60))   # another search of the goal (a conflict's, a repair's)
+    assert not reachable(again, [*others, "memory/fits-gpu-memory"]) and reachable(again, others)
+    forgetful = dataclasses.replace(problem, rules=dataclasses.replace(problem.rules, _rejected_memo={}))
+    assert len(again.compiled.model.Proto().constraints) > len(Search(forgetful, Budget(60)).compiled.model.Proto().constraints)
