@@ -312,7 +312,8 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
         else:
             limit = constants(knob.at_most) if knob.at_most is not None else None
             values = [value for value in knob.default if limit is None or value <= limit]
-            if limit is not None and isinstance(knob.values, str) and limit not in values and limit >= 1:
+            if (limit is not None and isinstance(knob.values, str) and limit not in values and limit >= 1
+                    and _allowed(knob, int(limit))):  # pp up to 2,048 GPUs is beyond pp's range: not a default
                 values.append(int(limit))
         for value in values:
             if not _allowed(knob, value):

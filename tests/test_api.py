@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 import tplan
 from conftest import EXAMPLES, ROOT, run_json
@@ -314,3 +315,16 @@ def test_a_fine_tune_searches_within_the_context_its_model_was_trained_for():
     assert answer.ok and answer.to_dict()["config"]["context"] == 1024
     pretrain = tplan.solve({"model": "gpt2", "task": "pretrain", "data": {"tokens": 1e8}, "hardware": {"gpu": "rtx-4090"}})
     assert pretrain.to_dict()["config"]["context"] == 2048
+
+
+def test_a_goal_beyond_1024_gpus_gets_default_domains_within_each_knobs_range(tmp_path):
+    """The hardware total joins a knob's default domain only where the knob's range allows it: 256 nodes
+    of 8 used to put pp 2,048 in pp's default domain and fail the goal, naming knobs.pp it does not set."""
+    from tplan.goal import load_problem
+
+    goal = {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 2e12},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 256}, "deadline": "30d"}
+    path = tmp_path / "goal.yaml"
+    path.write_text(yaml.safe_dump(goal))
+    domains = load_problem(path).domains
+    assert max(domains["gpus"]) == 2048 and max(domains["pp"]) <= 1024
