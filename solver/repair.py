@@ -26,6 +26,7 @@ GPUS_TRIED = 3            # ... among at most this many tried, in the order _oth
 MORE_NODES = (2, 4)       # node counts tried, as multiples of the goal's
 TOKEN_MARGIN = 0.98       # fewer tokens: this share of what fits the deadline or budget
 MIN_CONTEXT = 256         # the shortest context a shorter-context repair tries
+REPAIR_CUTS = 2           # plans the evaluator may reject before a repair's search gives up (search.solve)
 GOAL_KEYS = {"gpu": "hardware.gpu", "nodes": "hardware.nodes", "tokens": "data.tokens"}
 
 
@@ -82,7 +83,7 @@ def _resolved(change: str, keys: dict, variant, budget) -> Repair | None:
         problem = variant(keys)
     except InputError:      # e.g. a price map without the other GPU: not a change this goal can take
         return None
-    other = solve(problem, budget, explain=False, conflict=False, certify=False)
+    other = solve(problem, budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
     if other.assessment is None:
         return None
     return Repair(change, f"{change} fits: {_outcome(problem, other.assessment)} ({knob_text(other.assessment.config)})",
@@ -155,7 +156,7 @@ def _fewer_tokens(problem: Problem, plan, budget) -> float:
     fitting = []
     for _, objective, limit in limits:
         best = solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget,
-                     explain=False, conflict=False, certify=False).assessment
+                     explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS).assessment
         if best is None or not best.values[objective]:
             return 0.0
         fitting.append(problem.inputs[limit] / best.values[objective] * best.values["training_tokens"])
@@ -171,7 +172,7 @@ def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
         if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
             relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
-        other = solve(relaxed, budget, explain=False, conflict=False, settle=False)   # the nearest, as found
+        other = solve(relaxed, budget, explain=False, conflict=False, settle=False, max_cuts=REPAIR_CUTS)   # the nearest, as found
         if other.assessment is None:
             continue
         assessment = problem.evaluator().assess(other.assessment.config)
@@ -192,7 +193,7 @@ def _longest_context(problem: Problem, budget) -> list[Repair]:
     context = min(problem.domains["context"]) // 2
     while context >= MIN_CONTEXT:
         other = solve(dataclasses.replace(problem, domains={**problem.domains, "context": (context,)}),
-                      budget, explain=False, conflict=False, certify=False)
+                      budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
         if other.assessment is not None:
             return [Repair(f"use context {context}", f"context {context} (the longest halving that fits) fits: "
                                                      f"{_outcome(problem, other.assessment)} "
@@ -212,7 +213,7 @@ def _widenings(problem: Problem, budget) -> list[Repair]:
         if len(wider) == len(problem.domains[knob.name]):
             continue
         other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      budget, explain=False, conflict=False, certify=False)
+                      budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
         if other.assessment is not None:
             value = other.assessment.config[knob.name]
             found.append(Repair(f"allow {knob.name} {value}",

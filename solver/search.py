@@ -87,8 +87,8 @@ class Binding:
 class Search:
     """One compiled goal, solvable repeatedly with rules switched off or bounds added."""
 
-    def __init__(self, problem: Problem, budget: Budget, workers: int = 1):
-        self.problem, self.budget, self.workers = problem, budget, workers
+    def __init__(self, problem: Problem, budget: Budget, workers: int = 1, max_cuts: int = MAX_CUTS):
+        self.problem, self.budget, self.workers, self.max_cuts = problem, budget, workers, max_cuts
         self.evaluator = problem.evaluator()
         self.domains, self.pruners, self.emptied = self._prune()
         self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
@@ -181,7 +181,7 @@ class Search:
             if self.compiled.table_limit < TABLE_LIMIT:  # the coarser encoding misjudged a plan: encode finer
                 self.compiled = self._compile(table_limit=TABLE_LIMIT)
                 continue
-            if self.cuts >= MAX_CUTS:  # the encoding and the evaluator disagree too often: no answer, no crash
+            if self.cuts >= self.max_cuts:  # the encoding and the evaluator disagree too often: no answer, no crash
                 return cp_model.UNKNOWN, None, solver
             self._cut(assessment)
 
@@ -433,13 +433,16 @@ def _shrink(problem: Problem, conflict: list[str], always: list[str], budget: Bu
 
 
 def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = True, conflict: bool = True,
-          certify: bool = True, settle: bool = True) -> Plan:
+          certify: bool = True, settle: bool = True, max_cuts: int = MAX_CUTS) -> Plan:
     """The best plan of ``problem`` within ``time_limit`` (a Budget shared by the whole command, or seconds);
     ``explain`` adds the rules binding it, ``conflict`` the rules that together rule out every plan
     when there is none. Without ``certify`` the evaluator does not polish the plan CP-SAT found (within
     the encoding's rounding of the best), and the plan is never called optimal: for repairs, which
     show a plan that fits rather than claim the best one. ``settle`` trades the plan for the one with the
-    most memory headroom among equally good plans nearby (Search.settle)."""
+    most memory headroom among equally good plans nearby (Search.settle). After ``max_cuts`` plans the
+    evaluator rejects, the search gives up (status unknown): repairs pass a few, so that a repair whose
+    limit lies inside the encoding's slack is left out in a few seconds rather than take the command's
+    time limit, the same on any machine."""
     budget = budget_of(time_limit)
     started = time.perf_counter()
     if not budget.left():  # the command's time is spent: compiling would only overrun it
@@ -447,7 +450,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     problem = fold(problem)
     # a rule that fails to evaluate (10**10**10, arithmetic on a word) is a pack error, not "no plan"
     problem.evaluator().assess({knob: values[0] for knob, values in problem.domains.items()})
-    search = Search(problem, budget)
+    search = Search(problem, budget, max_cuts=max_cuts)
     if search.emptied:
         rules = minimal_conflict(problem, search.emptied, budget) if conflict else []
         return Plan("infeasible", None, conflict=rules, solve_seconds=time.perf_counter() - started)
