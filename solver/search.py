@@ -163,7 +163,7 @@ class Search:
                 for knob, index in self.compiled.index.items()}
 
     def run(self):
-        """Solve until CP-SAT's plan passes the evaluator; returns (status, assessment, solver)."""
+        """Solve until CP-SAT's plan passes the evaluator; returns (status, assessment)."""
         while True:
             model = self.compiled.model
             model.ClearAssumptions()
@@ -174,15 +174,15 @@ class Search:
                 raise InputError("rule packs", "", f"rules CP-SAT can encode; it rejects the model: "
                                                    f"{model.Validate() or 'no reason given'}")
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                return status, None, solver
+                return status, None
             assessment = self.evaluator.assess(self.config_of(solver))
             if assessment.passes:
-                return status, assessment, solver
+                return status, assessment
             if self.compiled.table_limit < TABLE_LIMIT:  # the coarser encoding misjudged a plan: encode finer
                 self.compiled = self._compile(table_limit=TABLE_LIMIT)
                 continue
             if self.cuts >= self.max_cuts:  # the encoding and the evaluator disagree too often: no answer, no crash
-                return cp_model.UNKNOWN, None, solver
+                return cp_model.UNKNOWN, None
             self._cut(assessment)
 
     def _cut(self, rejected: Assessment) -> None:
@@ -251,7 +251,7 @@ class Search:
         self.compiled = self._compile(objective_cap=incumbent.values[objective], table_limit=TABLE_LIMIT)
         for knob, index in self.compiled.index.items():
             self.compiled.model.AddHint(index, self.domains[knob].index(incumbent.config[knob]))
-        status, found, _ = self.run()
+        status, found = self.run()
         if found is None or found.values[objective] > incumbent.values[objective]:
             return (cp_model.OPTIMAL if status == cp_model.OPTIMAL else cp_model.FEASIBLE), incumbent
         return status, found
@@ -454,7 +454,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     if search.emptied:
         rules = minimal_conflict(problem, search.emptied, budget) if conflict else []
         return Plan("infeasible", None, conflict=rules, solve_seconds=time.perf_counter() - started)
-    status, assessment, solver = search.run()
+    status, assessment = search.run()
     elapsed = time.perf_counter() - started
     if assessment is None:
         name = "infeasible" if status == cp_model.INFEASIBLE else "unknown"

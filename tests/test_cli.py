@@ -146,23 +146,32 @@ def _run_in_process(*args: str) -> int:
     return exit_.value.code
 
 
-def test_ctrl_c_during_the_search_exits_130_and_writes_nothing(tmp_path, capsys):
+def test_ctrl_c_during_the_search_exits_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
     """A real SIGINT while CP-SAT searches a space it needs seconds for: the search is not cut
     short into a plan; the command exits 130 with one line and no output file."""
     import signal
     import threading
 
+    from tplan import search
+
     goal = {**LLAMA_FULL_FT, "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8},
             "knobs": {"precision": ["bf16", "fp16", "fp32"], "zero_stage": [0, 1, 2, 3], "offload": "none",
                       "quantization": "none", "optimizer": ["adamw", "adamw-8bit", "sgd", "lion"],
                       "micro_batch": list(range(1, 65)), "context": [256 * i for i in range(1, 65)],
-                      "lora_rank": list(range(1, 65))}}
+                      "lora_rank": list(range(1, 65)), "grad_accum": list(range(1, 33))}}
     path, output = tmp_path / "goal.yaml", tmp_path / "ds.json"
     path.write_text(json.dumps(goal))
-    timer = threading.Timer(2.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
-    timer.start()
+    # the signal is sent 0.2 s into the search, which takes seconds (4.5 s on 2 CPUs)
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    run = search.Search.run
+
+    def run_and_interrupt(self):
+        if not timer.is_alive() and not timer.finished.is_set():
+            timer.start()
+        return run(self)
+    monkeypatch.setattr(search.Search, "run", run_and_interrupt)
     try:
-        code = _run_in_process("solve", path, "--time-limit", "4", "--deepspeed", output)
+        code = _run_in_process("solve", path, "--time-limit", "30", "--deepspeed", output)
     finally:
         timer.cancel()
     assert code == 130
