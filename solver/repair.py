@@ -77,17 +77,24 @@ def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
 
 def _resolved(change: str, keys: dict, variant, budget) -> Repair | None:
     """The goal with ``keys`` changed, solved: a repair when it has a plan."""
-    from .search import solve  # OR-Tools loads only when a goal is solved
-
     try:
         problem = variant(keys)
     except InputError:      # e.g. a price map without the other GPU: not a change this goal can take
         return None
-    other = solve(problem, budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
+    other = _solve(problem, budget)
     if other.assessment is None:
         return None
     return Repair(change, f"{change} fits: {_outcome(problem, other.assessment)} ({knob_text(other.assessment.config)})",
                   True, problem, other.assessment, {GOAL_KEYS[key]: value for key, value in keys.items()})
+
+
+def _solve(problem: Problem, budget, **settings):
+    """A repair's search: no explanation and no conflict, the plan CP-SAT finds rather than a certified
+    optimum, and at most REPAIR_CUTS plans the evaluator rejects; ``settings`` override these."""
+    from .search import solve  # OR-Tools loads only when a goal is solved
+
+    return solve(problem, budget, **{"explain": False, "conflict": False, "certify": False,
+                                     "max_cuts": REPAIR_CUTS, **settings})
 
 
 def _outcome(problem: Problem, assessment: Assessment) -> str:
@@ -147,7 +154,7 @@ def _tokens_within_limits(problem: Problem, plan) -> list[tuple[str, str, str]]:
 def _fewer_tokens(problem: Problem, plan, budget) -> float:
     """The tokens that fit the deadline and the budget that rule plans out (TOKEN_MARGIN below what
     the fastest, or the cheapest, plan trains within each), or 0 when neither does."""
-    from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
+    from .search import with_rules  # OR-Tools loads only when a goal is solved
 
     limits = _tokens_within_limits(problem, plan)
     if not limits:
@@ -155,8 +162,7 @@ def _fewer_tokens(problem: Problem, plan, budget) -> float:
     relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule for rule, _, _ in limits})
     fitting = []
     for _, objective, limit in limits:
-        best = solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget,
-                     explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS).assessment
+        best = _solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget).assessment
         if best is None or not best.values[objective]:
             return 0.0
         fitting.append(problem.inputs[limit] / best.values[objective] * best.values["training_tokens"])
@@ -164,7 +170,7 @@ def _fewer_tokens(problem: Problem, plan, budget) -> float:
 
 
 def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
-    from .search import solve, with_rules  # OR-Tools loads only when a goal is solved
+    from .search import with_rules  # OR-Tools loads only when a goal is solved
 
     found = []
     nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}
@@ -172,7 +178,7 @@ def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
         relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
         if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
             relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
-        other = solve(relaxed, budget, explain=False, conflict=False, settle=False, max_cuts=REPAIR_CUTS)   # the nearest, as found
+        other = _solve(relaxed, budget, certify=True, settle=False)   # the nearest, as found
         if other.assessment is None:
             continue
         assessment = problem.evaluator().assess(other.assessment.config)
@@ -188,12 +194,9 @@ def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
 def _longest_context(problem: Problem, budget) -> list[Repair]:
     """The longest context, halving the goal's shortest, that has a plan (a repair that shortens the
     context should keep as much of it as fits, not jump to the default)."""
-    from .search import solve  # OR-Tools loads only when a goal is solved
-
     context = min(problem.domains["context"]) // 2
     while context >= MIN_CONTEXT:
-        other = solve(dataclasses.replace(problem, domains={**problem.domains, "context": (context,)}),
-                      budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
+        other = _solve(dataclasses.replace(problem, domains={**problem.domains, "context": (context,)}), budget)
         if other.assessment is not None:
             return [Repair(f"use context {context}", f"context {context} (the longest halving that fits) fits: "
                                                      f"{_outcome(problem, other.assessment)} "
@@ -204,16 +207,13 @@ def _longest_context(problem: Problem, budget) -> list[Repair]:
 
 
 def _widenings(problem: Problem, budget) -> list[Repair]:
-    from .search import solve  # OR-Tools loads only when a goal is solved
-
     found = _longest_context(problem, budget) if "context" in problem.domains else []
     for knob in problem.rules.knobs.values():
         wider = tuple(value for value in dict.fromkeys(problem.domains[knob.name] + knob.default + knob.repairs)
                       if value in problem.runnable.get(knob.name, (value,)))  # what the engines written for run
         if len(wider) == len(problem.domains[knob.name]):
             continue
-        other = solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}),
-                      budget, explain=False, conflict=False, certify=False, max_cuts=REPAIR_CUTS)
+        other = _solve(dataclasses.replace(problem, domains={**problem.domains, knob.name: wider}), budget)
         if other.assessment is not None:
             value = other.assessment.config[knob.name]
             found.append(Repair(f"allow {knob.name} {value}",
