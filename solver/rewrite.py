@@ -12,8 +12,6 @@ with the same value for every combination of the knobs, or None when no rewrite 
 
 from __future__ import annotations
 
-import itertools
-
 from . import expr
 from .tabulate import Tabulator
 
@@ -63,20 +61,34 @@ class Rewriter:
                 for condition, branch in pairs if branch != expr.Const(0)]
 
     def _distributed(self, node: expr.Binary) -> expr.Node | None:
-        """(a + b) * c as a*c + b*c, (a + b) / c as a/c + b/c, when a factor is a sum: each smaller
-        product may then be tabulated exactly instead of multiplied in CP-SAT."""
-        left = self._terms(node.left)
-        right = self._terms(node.right) if node.op == "*" else [(1, node.right)]
-        if len(left) * len(right) == 1:
+        """A product/quotient chain with a sum among its factors, as the sum of the chain's products
+        with each of its terms: (a + b) * c as a*c + b*c, (a + b) / c as a/c + b/c, and a * (b * (c + d))
+        as a*b*c + a*b*d. Each smaller product may then be tabulated exactly, or regrouped so that its
+        factors pair what the knobs pair, instead of multiplied apart in CP-SAT."""
+        factors = self._factors(node)
+        sides = {id(self._named(side)) for side in (node.left, node.right)}
+        divisors = frozenset().union(*(self.tabulator.knobs_of(factor) for factor, power in factors if power < 0))
+        for index, (factor, power) in enumerate(factors):
+            # a sum deeper in the chain only where its terms can cancel against a divisor (a * (b / d *
+            # (c + d)): each term's table then pairs the knob it shares with d); every product costs tables
+            wanted = id(factor) in sides or self.tabulator.knobs_of(factor) & divisors
+            terms = self._terms(factor) if power > 0 and wanted else []
+            if len(terms) > 1:
+                break
+        else:
             return None
         total = None
-        for (left_sign, left_term), (right_sign, right_term) in itertools.product(left, right):
-            term = expr.Binary(node.op, left_term, right_term)
+        for sign, term in terms:
+            product = _chained([(term, 1), *factors[:index], *factors[index + 1:]])
             if total is None:
-                total = term if left_sign * right_sign > 0 else expr.Unary("-", term)
+                total = product if sign > 0 else expr.Unary("-", product)
             else:
-                total = expr.Binary("+" if left_sign * right_sign > 0 else "-", total, term)
+                total = expr.Binary("+" if sign > 0 else "-", total, product)
         return self.tabulator.keep(total)
+
+    def _named(self, node: expr.Node) -> expr.Node:
+        """The definition of a derived name (any other node as it is)."""
+        return self.rules.derived.get(node.name, node) if isinstance(node, expr.Name) else node
 
     def _factors(self, node: expr.Node, power: int = 1) -> list[tuple[expr.Node, int]]:
         """The factors of a product/quotient chain, with powers +-1 (split to the leaves, so the
@@ -108,10 +120,16 @@ class Rewriter:
             return None
         chain = None
         for _, members in groups:
-            group = expr.Const(1)
-            for factor, power in members:
-                group = expr.Binary("*" if power > 0 else "/", group, factor)
+            group = _chained(members)
             chain = group if chain is None else expr.Binary("*", chain, group)
         self.tabulator.keep(chain)
         self._regrouped.add(id(chain))
         return chain
+
+
+def _chained(factors: list[tuple[expr.Node, int]]) -> expr.Node:
+    """The product of ``factors`` (node, power +-1), left to right from 1."""
+    product = expr.Const(1)
+    for factor, power in factors:
+        product = expr.Binary("*" if power > 0 else "/", product, factor)
+    return product

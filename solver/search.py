@@ -87,8 +87,10 @@ class Binding:
 class Search:
     """One compiled goal, solvable repeatedly with rules switched off or bounds added."""
 
-    def __init__(self, problem: Problem, budget: Budget, workers: int = 1, max_cuts: int = MAX_CUTS):
+    def __init__(self, problem: Problem, budget: Budget, workers: int = 1, max_cuts: int = MAX_CUTS,
+                 optimize: bool = True):
         self.problem, self.budget, self.workers, self.max_cuts = problem, budget, workers, max_cuts
+        self.optimize = optimize  # False: any plan that passes will do (whether one exists)
         self.evaluator = problem.evaluator()
         self.domains, self.pruners, self.emptied = self._prune()
         self.view = compile_view(problem)  # what the compiler encodes (substitute.py)
@@ -111,6 +113,8 @@ class Search:
             return self._compile(objective_cap, TABLE_LIMIT)
         for plan, rules in self.problem.rules._rejected_memo.items():
             self._forbid(compiled, dict(plan), rules)
+        if not self.optimize:
+            compiled.model.ClearObjective()
         return compiled
 
     def _prune(self) -> tuple[dict, list[str], list[str]]:
@@ -408,7 +412,7 @@ def _infeasible(problem: Problem, budget: Budget) -> bool:
     """Whether ``problem`` has no plan, as far as the time left proves it (no time left: not proven)."""
     if not budget.left():
         return False
-    search = Search(problem, budget)
+    search = Search(problem, budget, optimize=False)
     return bool(search.emptied) or search.run()[0] == cp_model.INFEASIBLE
 
 
@@ -427,7 +431,8 @@ def _shrink(problem: Problem, conflict: list[str], always: list[str], budget: Bu
     """Drop rules of ``conflict`` one at a time while they and ``always`` still rule out every plan."""
     for rule in list(conflict):
         rest = [other for other in conflict if other != rule]
-        if (rest or always) and _infeasible(with_rules(problem, rest + always), budget):
+        # ``always`` alone has plans (minimal_conflict checked it; no rules at all have plans)
+        if rest and _infeasible(with_rules(problem, rest + always), budget):
             conflict = rest
     return conflict
 

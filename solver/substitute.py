@@ -27,22 +27,26 @@ def compile_view(problem: Problem) -> Problem:
     """``problem`` with every equality substituted; one set of rebuilt trees per goal's variants
     (fold.py's shared caches), so that they share their tables."""
     equal = equalities(problem)
+    isolated = isolated_knobs(problem, equal)
     if not equal:
         return problem
     rules = problem.rules
     memo = rules._trees_memo
     derived = dict(rules.derived)
-    substituted = tuple((name, id(node)) for name, (node, _) in sorted(equal.items()))
+    replacing = {**{name: node for name, (node, _) in equal.items()},
+                 **{knob: node for knob, (node, _) in isolated.items()}}
+    substituted = tuple((name, id(node)) for name, node in sorted(replacing.items()))
     # a subtree's table depends on what the names below it mean: the view keeps tables of its own
     # (kept with the nodes its key names, so that their ids stay their own)
-    tables = memo.setdefault(("tables", substituted), ({}, tuple(node for node, _ in equal.values())))[0]
+    tables = memo.setdefault(("tables", substituted), ({}, tuple(replacing.values())))[0]
     for name, node in rules.derived.items():
-        readers = expr.names(node) & set(equal) - {name}
+        # an isolated knob keeps its place in the definition it was solved from (the rule's own test)
+        readers = expr.names(node) & (set(equal) | {knob for knob, (_, owner) in isolated.items() if owner != name}) - {name}
         if readers:
-            key = (name, tuple((other, id(equal[other][0])) for other in sorted(readers)))
+            key = (name, tuple((other, id(replacing[other])) for other in sorted(readers)))
             if key not in memo:  # the new tree is kept with the nodes it was built from: their ids stay their own
-                memo[key] = (_replaced(node, {other: equal[other][0] for other in readers}), node,
-                             tuple(equal[other][0] for other in readers))
+                memo[key] = (_replaced(node, {other: replacing[other] for other in readers}, set(isolated)), node,
+                             tuple(replacing[other] for other in readers))
             derived[name] = memo[key][0]
     return dataclasses.replace(problem, rules=dataclasses.replace(rules, derived=derived, _knobs_memo={},
                                                                   _tables_memo=tables))
@@ -93,7 +97,59 @@ def _names_through(rules, node: expr.Node) -> set[str]:
     return seen
 
 
-def _replaced(node: expr.Node, replacement: dict[str, expr.Node]) -> expr.Node:
+def isolated_knobs(problem: Problem, equal: dict) -> dict[str, tuple[expr.Node, str]]:
+    """Knob -> (the expression it equals in every passing plan, the derived name whose equality gives
+    it): from ``name == other`` where ``name`` is a product such as ``micro_batch * grad_accum * dp``,
+    the factor knob of the widest range, solved for (``grad_accum = other / (micro_batch * dp)``).
+    Its readers' products then pair what passing plans pair: the accumulation's micro-steps and the
+    micro-batch's size, whose interval bounds multiplied apart span the whole global batch squared."""
+    rules, found = problem.rules, {}
+    for name, (other, _) in equal.items():
+        factors = _chain(rules.derived[name])
+        candidates = [(_spread(problem.domains[node.name]), node.name, index)
+                      for index, (node, power) in enumerate(factors)
+                      if isinstance(node, expr.Name) and node.name in problem.domains and power == 1
+                      and node.name not in rules.knobs_read(other)
+                      and all(node.name not in rules.knobs_read(factor) for i, (factor, _) in enumerate(factors) if i != index)]
+        candidates = [candidate for candidate in candidates if candidate[0] > 1 and candidate[1] not in found]
+        if candidates:
+            _, knob, index = max(candidates)
+            key = ("isolated", knob, id(other))  # one tree per goal's variants, so that they share its tables
+            if key not in rules._trees_memo:  # kept with the node its key names: the id stays its own
+                solved = other
+                for i, (factor, power) in enumerate(factors):
+                    if i != index:
+                        solved = expr.Binary("/" if power > 0 else "*", solved, factor)
+                rules._trees_memo[key] = (solved, other)
+            found[knob] = (rules._trees_memo[key][0], name)
+    return found
+
+
+def _chain(node: expr.Node, power: int = 1) -> list[tuple[expr.Node, int]]:
+    """The factors of a product/quotient chain (not looking through derived names), powers +-1."""
+    if isinstance(node, expr.Binary) and node.op in ("*", "/"):
+        return _chain(node.left, power) + _chain(node.right, power if node.op == "*" else -power)
+    return [(node, power)]
+
+
+def _spread(values) -> float:
+    """How many times its smallest value a positive numeric domain's largest is (1 otherwise)."""
+    numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return max(numbers) / min(numbers) if numbers and len(numbers) == len(values) and min(numbers) > 0 else 1.0
+
+
+def _replaced(node: expr.Node, replacement: dict[str, expr.Node], arithmetic_only: set[str],
+              in_arithmetic: bool = False) -> expr.Node:
+    """``node`` with names replaced; the names in ``arithmetic_only`` (isolated knobs) only where
+    they are terms or factors of arithmetic, so that a test such as ``grad_accum > 1`` keeps reading
+    its one knob (and its small table)."""
     if isinstance(node, expr.Name):
-        return replacement.get(node.name, node)
-    return expr.rebuilt(node, [_replaced(child, replacement) for child in expr.children(node)])
+        replaced = node.name in replacement and (in_arithmetic or node.name not in arithmetic_only)
+        return replacement[node.name] if replaced else node
+    arithmetic = (isinstance(node, expr.Binary) and node.op in expr.ARITHMETIC.values()
+                  or isinstance(node, expr.Unary) and node.op == "-"
+                  or isinstance(node, expr.Call) and node.function in ("min", "max"))
+    parts = [_replaced(child, replacement, arithmetic_only,
+                       arithmetic or (isinstance(node, expr.IfElse) and child is not node.condition and in_arithmetic))
+             for child in expr.children(node)]
+    return expr.rebuilt(node, parts)

@@ -9,7 +9,7 @@ where the expression fails (a missing look-up key, a math error) is UNDEFINED, n
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,25 +38,30 @@ class Table:
                 else number if math.isfinite(number) else math.copysign(huge, number) for number in numbers]
 
 
-def combine(node: expr.Node, row: tuple, tables: dict):
-    """One node's value from its children's values, by the evaluator's operation() and decided();
-    UNDEFINED spreads only through the operands the evaluator reads (the branch taken, the right side
-    of ``and``/``or`` when the left does not decide)."""
+def combine(node: expr.Node, columns: list[list], tables: dict) -> list:
+    """One node's values from its children's values (one column per child), by the evaluator's
+    operation() and decided(); UNDEFINED spreads only through the operands the evaluator reads (the
+    branch taken, the right side of ``and``/``or`` when the left does not decide)."""
+    rows = zip(*columns)
     if isinstance(node, expr.IfElse):
-        condition, then, otherwise = row
-        return UNDEFINED if condition is UNDEFINED else (then if condition else otherwise)
+        return [UNDEFINED if condition is UNDEFINED else (then if condition else otherwise)
+                for condition, then, otherwise in rows]
     if isinstance(node, expr.Binary) and node.op in ("and", "or"):
-        left, right = row
-        if left is UNDEFINED or decided(node.op, left):
-            return left if left is UNDEFINED else bool(left)
-        return right if right is UNDEFINED else bool(right)
-    if any(value is UNDEFINED for value in row):
-        return UNDEFINED
-    try:
-        apply = operation(node)
-        return apply(tables, *row) if isinstance(node, expr.Lookup) else apply(*row)
-    except (ArithmeticError, TypeError, ValueError, KeyError):
-        return UNDEFINED
+        return [left if left is UNDEFINED else bool(left) if decided(node.op, left)
+                else right if right is UNDEFINED else bool(right) for left, right in rows]
+    apply = operation(node)
+    if isinstance(node, expr.Lookup):
+        apply = functools.partial(apply, tables)
+    values = []
+    for row in rows:
+        if UNDEFINED in row:
+            values.append(UNDEFINED)
+            continue
+        try:
+            values.append(apply(*row))
+        except (ArithmeticError, TypeError, ValueError, KeyError):
+            values.append(UNDEFINED)
+    return values
 
 
 class Tabulator:
@@ -75,8 +80,9 @@ class Tabulator:
 
     def knobs_of(self, node: expr.Node) -> frozenset:
         key = id(node)
-        if key not in self._knobs:
-            self._knobs[key] = self.rules.knobs_read(node)
+        if key not in self._knobs:  # a name's knobs are kept by the rule set; a tree's are its parts'
+            self._knobs[key] = (self.rules.knobs_read(node) if isinstance(node, expr.Name)
+                                else frozenset().union(*map(self.knobs_of, expr.children(node))))
         return self._knobs[key]
 
     def size(self, knobs) -> int:
@@ -111,18 +117,16 @@ class Tabulator:
                 return self.table(self.rules.derived[node.name]).values
             return [self.evaluator.constants[node.name]]
         columns = [self._spread(self.table(child), knobs) for child in expr.children(node)]
-        return [combine(node, row, self.evaluator.tables) for row in zip(*columns)]
+        return combine(node, columns, self.evaluator.tables)
 
     def _spread(self, child: Table, knobs: tuple[str, ...]) -> list:
         """A child's values laid out over the combinations of the (larger) ``knobs``."""
         if child.knobs == knobs:
             return child.values
-        positions = [knobs.index(knob) for knob in child.knobs]
-        sizes = [len(self.domains[knob]) for knob in child.knobs]
-        spread = []
-        for combination in itertools.product(*(range(len(self.domains[knob])) for knob in knobs)):
-            index = 0
-            for position, size in zip(positions, sizes):
-                index = index * size + combination[position]
-            spread.append(child.values[index])
-        return spread
+        strides = {knob: math.prod(len(self.domains[other]) for other in child.knobs[position + 1:])
+                   for position, knob in enumerate(child.knobs)}
+        indices = [0]  # the child's row for each combination of ``knobs``, built knob by knob (row-major)
+        for knob in knobs:
+            steps = [value * strides.get(knob, 0) for value in range(len(self.domains[knob]))]
+            indices = [index + step for index in indices for step in steps]
+        return [child.values[index] for index in indices]

@@ -332,6 +332,39 @@ def test_the_rules_read_through_the_global_batch_keep_every_passing_plan_value(t
     assert_minimal_conflict(problem, plan.conflict)
 
 
+def test_the_accumulation_is_compiled_through_the_global_batch(tmp_path):
+    """substitute.py also solves the batch rule for its widest knob (grad_accum = global batch /
+    (micro_batch x dp)), so the step time pairs the micro-steps with the micro-batch's size as every
+    passing plan does; bounded apart, 1,024 accumulation steps of a 32-sequence micro-batch put the
+    training time of a 70B pretrain at 30,000 years and the deadline's slack at 12 days, and CP-SAT
+    offered plan after plan the evaluator rejected (16-18 s for a one-day deadline, 60 s at 14 days).
+    A test such as ``grad_accum > 1`` keeps reading its knob."""
+    from tplan.bounds import Bounds
+    from tplan.fold import fold
+    from tplan.rewrite import Rewriter
+    from tplan.substitute import compile_view, equalities, isolated_knobs
+    from tplan.tabulate import Tabulator
+
+    goal = {"model": "llama-3.1-70b", "task": "pretrain", "data": {"tokens": 2e12},
+            "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8, "nodes": 128}, "deadline": "1d"}
+    problem = fold(load_problem(write_goal(tmp_path, goal)))
+    assert set(isolated_knobs(problem, equalities(problem))) == {"grad_accum"}
+    view = compile_view(problem)
+    assert "grad_accum" not in view.rules.knobs_read(view.rules.derived["compute_seconds_per_step"])
+    assert view.rules.knobs_read(view.rules.derived["pipelined_fsdp_accumulates"]) == \
+        problem.rules.knobs_read(problem.rules.derived["pipelined_fsdp_accumulates"])
+    exact, read, slowest = problem.evaluator(), view.evaluator(), 0.0
+    for config in random_configs(problem.domains, 3000, seed=3):
+        values = exact.assess(config).values
+        if values["sequences_per_step"] == values["global_batch_target"]:
+            assert read.assess(config).values["train_seconds"] == pytest.approx(values["train_seconds"], rel=1e-12)
+            slowest = max(slowest, values["train_seconds"])
+    tabulator = Tabulator(view.rules, view.domains, view.evaluator())
+    assert slowest > 0 and Bounds(tabulator, Rewriter(tabulator), view.file)(view.rules.derived["train_seconds"])[1] < 10 * slowest
+    plan = solve(problem, time_limit=60, explain=False)
+    assert plan.status == "infeasible" and plan.cuts == 0 and plan.conflict == ["time/meets-deadline"]
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(goal=goals())
 def test_a_neighbour_evaluated_from_the_values_it_keeps_equals_a_fresh_evaluation(tmp_path, goal):
