@@ -51,12 +51,13 @@ def repairs(problem: Problem, plan, budget, variant=None) -> list[Repair]:
     """The verified changes that make an infeasible goal feasible (widenings, and with ``variant`` -
     which reads the goal again with some of its keys replaced - other hardware or fewer tokens) or
     show how far each conflicting rule is from being met (relaxations), best first."""
-    found = _widenings(problem, budget) + (_rented(problem, plan, budget, variant) if variant else [])
+    nearest = {rule: _nearest_without(problem, rule, budget) for rule in plan.conflict}
+    found = _widenings(problem, budget) + (_rented(problem, plan, budget, variant, nearest) if variant else [])
     found.sort(key=lambda repair: repair.assessment.values[problem.objective])
-    return found + _relaxations(problem, plan, budget)
+    return found + _relaxations(problem, nearest)
 
 
-def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
+def _rented(problem: Problem, plan, budget, variant, nearest: dict) -> list[Repair]:
     """More nodes, another GPU kind, or (against a deadline) fewer tokens: each a goal of its own."""
     inputs = problem.inputs
     helped = {"time/meets-deadline", "memory/fits-gpu-memory"} & set(plan.conflict)  # what more nodes can help
@@ -65,7 +66,7 @@ def _rented(problem: Problem, plan, budget, variant) -> list[Repair]:
     floor = _tokens_for_pressure(problem, plan)
     changes += [(f"train {format_value(floor)} tokens (what the synthetic pressure needs)", {"tokens": floor})] \
         if floor else []
-    tokens = _fewer_tokens(problem, plan, budget)
+    tokens = _fewer_tokens(problem, plan, budget, nearest)
     changes += [(f"train {format_value(tokens)} tokens (what fits the "
                  f"{' and '.join(rule.split('-', 1)[1] for rule, _, _ in _tokens_within_limits(problem, plan))})",
                  {"tokens": tokens})] if tokens else []
@@ -151,9 +152,10 @@ def _tokens_within_limits(problem: Problem, plan) -> list[tuple[str, str, str]]:
             if rule in plan.conflict and problem.inputs[limit]]
 
 
-def _fewer_tokens(problem: Problem, plan, budget) -> float:
+def _fewer_tokens(problem: Problem, plan, budget, nearest: dict) -> float:
     """The tokens that fit the deadline and the budget that rule plans out (TOKEN_MARGIN below what
-    the fastest, or the cheapest, plan trains within each), or 0 when neither does."""
+    the fastest, or the cheapest, plan trains within each), or 0 when neither does. With one of them
+    ruling plans out, the fastest (cheapest) plan is the one nearest to meeting it (``nearest``)."""
     from .search import with_rules  # OR-Tools loads only when a goal is solved
 
     limits = _tokens_within_limits(problem, plan)
@@ -161,27 +163,35 @@ def _fewer_tokens(problem: Problem, plan, budget) -> float:
         return 0.0
     relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule for rule, _, _ in limits})
     fitting = []
-    for _, objective, limit in limits:
-        best = _solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget).assessment
+    for rule, objective, limit in limits:
+        best = nearest[rule] if len(limits) == 1 else \
+            _solve(dataclasses.replace(relaxed, objective=objective, objective_name=objective), budget).assessment
         if best is None or not best.values[objective]:
             return 0.0
         fitting.append(problem.inputs[limit] / best.values[objective] * best.values["training_tokens"])
     return float(f"{min(fitting) * TOKEN_MARGIN:.3g}")
 
 
-def _relaxations(problem: Problem, plan, budget) -> list[Repair]:
+def _nearest_without(problem: Problem, rule: str, budget) -> Assessment | None:
+    """The plan nearest to meeting ``rule`` (least of its ``nearest`` quantity; else the best plan) among
+    those that pass every other rule, judged by all of them; None when there is none."""
     from .search import with_rules  # OR-Tools loads only when a goal is solved
 
+    relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
+    nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}.get(rule)
+    if nearest:
+        relaxed = dataclasses.replace(relaxed, objective=nearest, objective_name=nearest)
+    other = _solve(relaxed, budget, certify=True, settle=False)   # the nearest, as found
+    return None if other.assessment is None else problem.evaluator().assess(other.assessment.config)
+
+
+def _relaxations(problem: Problem, nearest_plans: dict) -> list[Repair]:
+    """For each rule of the conflict, the plan nearest to meeting it: how far it is from the rule."""
     found = []
     nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}
-    for rule in plan.conflict:
-        relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
-        if nearest.get(rule):  # the plan nearest to meeting the rule, not the best one that ignores it
-            relaxed = dataclasses.replace(relaxed, objective=nearest[rule], objective_name=nearest[rule])
-        other = _solve(relaxed, budget, certify=True, settle=False)   # the nearest, as found
-        if other.assessment is None:
+    for rule, assessment in nearest_plans.items():
+        if assessment is None:
             continue
-        assessment = problem.evaluator().assess(other.assessment.config)
         broken = [v.message for v in assessment.violations if v.rule == rule]
         which = f"the plan nearest to it (least {nearest[rule]})" if nearest.get(rule) else "the best plan"
         change = (f"relax {rule}: {broken[0]}" if broken else f"drop {rule}")

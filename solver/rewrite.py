@@ -109,8 +109,14 @@ class Rewriter:
         multiplies only the groups."""
         factors = self._factors(node)
         groups = [(self.tabulator.knobs_of(factor), [(factor, power)]) for factor, power in factors]
+        sizes: dict[tuple[frozenset, frozenset], int] = {}  # combinations of two groups' knobs together
+
+        def together(a: frozenset, b: frozenset) -> int:
+            if (a, b) not in sizes:
+                sizes[a, b] = self.tabulator.size(a | b)
+            return sizes[a, b]
         while len(groups) > 1:
-            size, i, j = min((self.tabulator.size(a[0] | b[0]), i, j) for i, a in enumerate(groups)
+            size, i, j = min((together(a[0], b[0]), i, j) for i, a in enumerate(groups)
                              for j, b in enumerate(groups) if i < j)
             if size > self.tabulator.limit:
                 break
