@@ -102,7 +102,7 @@ def read(path: str | Path) -> Document:
     if str(path) == STDIN:
         return parse_yaml(_read_stdin(), "<stdin>")  # JSON is YAML
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     if path.suffix == ".json":
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
@@ -137,7 +137,7 @@ def from_data(data: dict, name: str) -> Document:
     return document
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The text of a regular UTF-8 file no larger than MAX_FILE_BYTES (never a pipe or a device)."""
     try:
         with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:

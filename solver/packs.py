@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import expr
 from .errors import InputError, nearest, quote
-from .load import Document, read
+from .load import Document, read, read_text
 from .validate import validate
 
 SHIPPED_PACKS = ("knobs.yaml", "batch.yaml", "memory.yaml", "time.yaml", "parallelism.yaml", "synthetic.yaml")
@@ -104,16 +104,28 @@ def shipped_pack_paths() -> list[Path]:
     return [Path(str(folder / name)) for name in SHIPPED_PACKS]
 
 
+RULE_SETS_KEPT = 4  # merged rule sets kept for goals that read the same packs (an infeasible goal's repairs)
+_RULE_SETS: dict[tuple, RuleSet] = {}
+
+
 def load_rules(extra: list[str | Path] = (), context_names: set[str] = frozenset()) -> RuleSet:
     """Shipped packs then ``extra`` packs, merged and checked against ``context_names``
-    (the names a goal provides: model.*, gpu.*, data.* ...)."""
-    rules = RuleSet()
-    for path in [*shipped_pack_paths(), *extra]:
-        document = read(path)
-        validate(document, "rulepack")
-        _merge(rules, document)
-    _check_graph(rules, context_names)
-    return rules
+    (the names a goal provides: model.*, gpu.*, data.* ...). A goal that reads the same pack files
+    (the same text) with the same names gets the same RuleSet, read once: nothing changes a RuleSet
+    after loading (fold, substitute and with_rules make new ones)."""
+    paths = [*shipped_pack_paths(), *extra]
+    key = (tuple((str(path), read_text(Path(path))) for path in paths), frozenset(context_names))
+    if key not in _RULE_SETS:
+        rules = RuleSet()
+        for path in paths:
+            document = read(path)
+            validate(document, "rulepack")
+            _merge(rules, document)
+        _check_graph(rules, context_names)
+        while len(_RULE_SETS) >= RULE_SETS_KEPT:
+            _RULE_SETS.pop(next(iter(_RULE_SETS)))
+        _RULE_SETS[key] = rules
+    return _RULE_SETS[key]
 
 
 def _merge(rules: RuleSet, doc: Document) -> None:
