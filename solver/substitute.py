@@ -4,12 +4,15 @@ A hard rule ``name == expression`` (the global batch: ``sequences_per_step == gl
 holds in every plan the search returns, so every other reader of ``name`` may read ``expression``
 instead: each passing plan keeps its values, while interval bounds no longer multiply extremes that
 no passing plan combines (steps from the largest micro-batch, accumulation and data-parallel degree
-together, times the step time of the smallest). The objective's fixed-point unit follows its
-bound, so a tight bound is what lets CP-SAT order plans finely.
+together, times the step time of the smallest). Where ``name`` is a product with a knob among its
+factors, the rule is also solved for that knob (``grad_accum = global_batch_target / (micro_batch *
+dp)``) and arithmetic that reads the knob reads the solution, so the number of micro-steps meets the
+micro-batch's size in each product. The fixed-point units follow the bounds, so tight bounds are
+what let CP-SAT order plans finely and hold a deadline close.
 
 Receives a (folded) Problem, returns the Problem the compiler encodes: the derived quantities that
-read a substituted name directly are rebuilt with the expression in its place (the rule itself
-still reads the name). The evaluator keeps the original rules, so a plan that breaks the rule is
+read a substituted name (or, in arithmetic, a solved knob) directly are rebuilt with the expression
+in its place (the rule itself still reads the name and the knob). The evaluator keeps the original rules, so a plan that breaks the rule is
 still judged - and explained - as it would run. A core of rules found on the compiled model must
 keep the rules substituted here (``sources``): with such a rule switched off, the compiled model
 still reads its equality.
