@@ -328,3 +328,23 @@ def test_a_goal_beyond_1024_gpus_gets_default_domains_within_each_knobs_range(tm
     path.write_text(yaml.safe_dump(goal))
     domains = load_problem(path).domains
     assert max(domains["gpus"]) == 2048 and max(domains["pp"]) <= 1024
+
+
+def test_a_team_pack_changed_between_two_answers_in_one_process_is_read_anew(tmp_path):
+    """Rule packs are read once per text (packs.load_rules keeps the merged RuleSet, for the repairs that
+    re-read a goal): a pack edited between two answers of one process, to the same length, must count."""
+    from tplan.goal import load_problem
+
+    goal = {"model": "llama-2-7b", "data": {"tokens": 1e8}, "hardware": {"gpu": "a100-80gb"},
+            "knobs": {"precision": "bf16", "zero_stage": 0, "offload": "none", "lora_rank": 16, "micro_batch": 1,
+                      "context": 512, "grad_checkpointing": True}}
+    pack = tmp_path / "team.yaml"
+
+    def answer(limit: str):
+        pack.write_text(yaml.safe_dump({"pack": "team", "constraints": [
+            {"id": "small", "expr": f"memory_per_gpu <= {limit}", "message": "over the team's limit"}]}))
+        return tplan.check(goal, rules=(str(pack),))
+    assert answer("1e30").ok and not answer("1e03").ok and answer("1e30").ok
+    path = tmp_path / "goal.yaml"
+    path.write_text(yaml.safe_dump(goal))
+    assert load_problem(path, extra_rules=(str(pack),)).rules is load_problem(path, extra_rules=(str(pack),)).rules
