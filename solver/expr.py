@@ -188,6 +188,15 @@ def rebuilt(node: Node, parts: list[Node]) -> Node:
     return Call(node.function, tuple(parts))
 
 
+def product(factors: list[tuple[Node, int]]) -> Node:
+    """The product of ``factors`` (node, power +-1), left to right (from 1 when the first divides)."""
+    (first, power), rest = factors[0], factors[1:]
+    result = first if power > 0 else Binary("/", Const(1), first)
+    for factor, power in rest:
+        result = Binary("*" if power > 0 else "/", result, factor)
+    return result
+
+
 def render(node: Node) -> str:
     """Readable text of a tree, for messages."""
     if isinstance(node, Const):

@@ -79,7 +79,7 @@ class Rewriter:
             return None
         total = None
         for sign, term in terms:
-            product = _chained([(term, 1), *factors[:index], *factors[index + 1:]])
+            product = expr.product([(term, 1), *factors[:index], *factors[index + 1:]])
             if total is None:
                 total = product if sign > 0 else expr.Unary("-", product)
             else:
@@ -126,16 +126,8 @@ class Rewriter:
             return None
         chain = None
         for _, members in groups:
-            group = _chained(members)
+            group = expr.product(members)
             chain = group if chain is None else expr.Binary("*", chain, group)
         self.tabulator.keep(chain)
         self._regrouped.add(id(chain))
         return chain
-
-
-def _chained(factors: list[tuple[expr.Node, int]]) -> expr.Node:
-    """The product of ``factors`` (node, power +-1), left to right from 1."""
-    product = expr.Const(1)
-    for factor, power in factors:
-        product = expr.Binary("*" if power > 0 else "/", product, factor)
-    return product

@@ -12,10 +12,10 @@ what let CP-SAT order plans finely and hold a deadline close.
 
 Receives a (folded) Problem, returns the Problem the compiler encodes: the derived quantities that
 read a substituted name (or, in arithmetic, a solved knob) directly are rebuilt with the expression
-in its place (the rule itself still reads the name and the knob). The evaluator keeps the original rules, so a plan that breaks the rule is
-still judged - and explained - as it would run. A core of rules found on the compiled model must
-keep the rules substituted here (``sources``): with such a rule switched off, the compiled model
-still reads its equality.
+in its place (the rule itself still reads the name and the knob). The evaluator keeps the original
+rules, so a plan that breaks the rule is still judged - and explained - as it would run. A core of
+rules found on the compiled model must keep the rules substituted here (``sources``): with such a
+rule switched off, the compiled model still reads its equality.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def compile_view(problem: Problem) -> Problem:
     """``problem`` with every equality substituted; one set of rebuilt trees per goal's variants
     (fold.py's shared caches), so that they share their tables."""
     equal = equalities(problem)
-    isolated = isolated_knobs(problem, equal)
     if not equal:
         return problem
+    isolated = isolated_knobs(problem, equal)
     rules = problem.rules
     memo = rules._trees_memo
     derived = dict(rules.derived)
@@ -44,7 +44,8 @@ def compile_view(problem: Problem) -> Problem:
     tables = memo.setdefault(("tables", substituted), ({}, tuple(replacing.values())))[0]
     for name, node in rules.derived.items():
         # an isolated knob keeps its place in the definition it was solved from (the rule's own test)
-        readers = expr.names(node) & (set(equal) | {knob for knob, (_, owner) in isolated.items() if owner != name}) - {name}
+        solved = {knob for knob, (_, owner) in isolated.items() if owner != name}
+        readers = expr.names(node) & (set(equal) | solved) - {name}
         if readers:
             key = (name, tuple((other, id(replacing[other])) for other in sorted(readers)))
             if key not in memo:  # the new tree is kept with the nodes it was built from: their ids stay their own
@@ -119,11 +120,8 @@ def isolated_knobs(problem: Problem, equal: dict) -> dict[str, tuple[expr.Node, 
             _, knob, index = max(candidates)
             key = ("isolated", knob, id(other))  # one tree per goal's variants, so that they share its tables
             if key not in rules._trees_memo:  # kept with the node its key names: the id stays its own
-                solved = other
-                for i, (factor, power) in enumerate(factors):
-                    if i != index:
-                        solved = expr.Binary("/" if power > 0 else "*", solved, factor)
-                rules._trees_memo[key] = (solved, other)
+                rules._trees_memo[key] = (expr.Binary("/", other, expr.product(factors[:index] + factors[index + 1:])),
+                                          other)
             found[knob] = (rules._trees_memo[key][0], name)
     return found
 
