@@ -21,9 +21,14 @@ rule switched off, the compiled model still reads its equality.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 
 from . import expr
+from .errors import InputError
 from .goal import Problem
+
+DIVISOR_CHECKED_UP_TO = 4096  # knob combinations over which a solved knob's divisors are checked non-zero
 
 
 def compile_view(problem: Problem) -> Problem:
@@ -115,7 +120,8 @@ def isolated_knobs(problem: Problem, equal: dict) -> dict[str, tuple[expr.Node, 
                       if isinstance(node, expr.Name) and node.name in problem.domains and power == 1
                       and node.name not in rules.knobs_read(other)
                       and all(node.name not in rules.knobs_read(factor) for i, (factor, _) in enumerate(factors) if i != index)]
-        candidates = [candidate for candidate in candidates if candidate[0] > 1 and candidate[1] not in found]
+        candidates = [candidate for candidate in candidates if candidate[0] > 1 and candidate[1] not in found
+                      and _never_zero(problem, [factor for i, (factor, _) in enumerate(factors) if i != candidate[2]])]
         if candidates:
             _, knob, index = max(candidates)
             key = ("isolated", knob, id(other))  # one tree per goal's variants, so that they share its tables
@@ -124,6 +130,25 @@ def isolated_knobs(problem: Problem, equal: dict) -> dict[str, tuple[expr.Node, 
                                           other)
             found[knob] = (rules._trees_memo[key][0], name)
     return found
+
+
+def _never_zero(problem: Problem, factors: list[expr.Node]) -> bool:
+    """Whether each of ``factors`` (the divisors of a solved knob) is a finite non-zero number for every
+    combination of the knobs it reads, as the evaluator computes it; too many combinations to check
+    count as no (a quotient whose divisor may be zero cannot be compiled)."""
+    evaluator = problem.evaluator()
+    for factor in factors:
+        knobs = sorted(problem.rules.knobs_read(factor))
+        if math.prod(len(problem.domains[knob]) for knob in knobs) > DIVISOR_CHECKED_UP_TO:
+            return False
+        for values in itertools.product(*(problem.domains[knob] for knob in knobs)):
+            try:
+                value = evaluator.value(factor, dict(zip(knobs, values)), {})
+            except InputError:
+                return False
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value:
+                return False
+    return True
 
 
 def _chain(node: expr.Node, power: int = 1) -> list[tuple[expr.Node, int]]:

@@ -365,6 +365,28 @@ def test_the_accumulation_is_compiled_through_the_global_batch(tmp_path):
     assert plan.status == "infeasible" and plan.cuts == 0 and plan.conflict == ["time/meets-deadline"]
 
 
+def test_a_knob_is_solved_for_only_where_its_divisors_are_never_zero(tmp_path):
+    """A team rule ``micro_batch * lora_rank == 16`` would solve micro_batch as 16 / lora_rank, which
+    divides by zero at lora_rank 0 (a quotient CP-SAT cannot compile once its table is too large):
+    it stays a knob, while grad_accum is still solved through the global batch; the plan is the
+    exhaustive best either way."""
+    from tplan.fold import fold
+    from tplan.substitute import equalities, isolated_knobs
+
+    pack = tmp_path / "team.yaml"
+    pack.write_text(yaml.safe_dump({"pack": "team", "derived": {"q": "micro_batch * lora_rank"},
+                                    "constraints": [{"id": "q16", "expr": "q == 16", "message": "q is not 16"}]}))
+    goal = {"model": "llama-3.2-1b", "data": {"tokens": 1e8}, "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8},
+            "knobs": {"micro_batch": [1, 2, 4, 8, 16], "lora_rank": [0, 2, 4, 8, 16], "gpus": [1, 8], "tp": 1,
+                      "pp": 1, "quantization": "none", "offload": "none", "zero_stage": [0, 2], "precision": "bf16"}}
+    problem = load_problem(write_goal(tmp_path, goal), extra_rules=(str(pack),))
+    folded = fold(problem)
+    assert set(isolated_knobs(folded, equalities(folded))) == {"grad_accum"}
+    best, _ = exhaustive(problem)
+    plan = solve(problem, time_limit=60, explain=False)
+    assert plan.status == "optimal" and plan.assessment.values["train_seconds"] <= best.values["train_seconds"] * (1 + RESOLUTION)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(goal=goals())
 def test_a_neighbour_evaluated_from_the_values_it_keeps_equals_a_fresh_evaluation(tmp_path, goal):
