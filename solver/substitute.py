@@ -144,8 +144,8 @@ def _never_zero(problem: Problem, factors: list[expr.Node]) -> bool:
         for values in itertools.product(*(problem.domains[knob] for knob in knobs)):
             try:
                 value = evaluator.value(factor, dict(zip(knobs, values)), {})
-            except InputError:
-                return False
+            except (InputError, ArithmeticError, TypeError, ValueError, KeyError):  # the rule packs' errors are
+                return False                                                      # reported where they are compiled
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value:
                 return False
     return True
