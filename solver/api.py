@@ -38,6 +38,7 @@ class Answer:
     pareto: list[dict] | None = None          # with solve(pareto=True): each trade-off's config and estimate
     pareto_complete: bool | None = None
     stages: list[dict] | None = None          # a staged goal: each stage's name and answer
+    gap: float | None = None                  # a feasible plan: at most this share above the best (proven)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +49,8 @@ class Answer:
         """The JSON object `tplan ... --json` prints."""
         result = {"status": self.status, "config": self.config, "estimate": self.estimate,
                   "violations": self.violations, "binding": self.binding, "conflict": self.conflict}
+        if self.gap is not None:
+            result["gap"] = self.gap
         if self.binding_details:
             result["binding_details"] = self.binding_details
         if self.runner_up is not None:
@@ -99,7 +102,7 @@ class Planned:
         plan = self.plan
         result = answer(self.problem, plan.status, plan.assessment, plan.binding, plan.conflict,
                         [repair.text for repair in self.repairs], self.gpu_choices, plan.binding_details,
-                        plan.runner_up)
+                        plan.runner_up, plan.gap)
         if self.repairs:
             result["repairs"] = [repair.to_dict() for repair in self.repairs]
         if self.pareto is not None:
@@ -173,7 +176,9 @@ def best_choice(problems: list[Problem], plans: list) -> tuple:
     plan = plans[index]
     if plan.status == "optimal" and any(other.status not in ("optimal", "infeasible") for other in plans):
         plan = replace(plan, status="feasible")
-    return problems[index], plan
+    bounds = [other.bound for other in plans if other.status != "infeasible"]  # each GPU's proof
+    plan = replace(plan, bound=None if None in bounds else min(bounds))
+    return problems[index], plan.with_gap(problems[index].objective)
 
 
 def config_problem(config, goal, rules: tuple) -> Problem:

@@ -162,7 +162,7 @@ def solve(goal, as_json, time_limit, explain, deepspeed_out, hf_out, targets, ou
         _print_json(answer)
     else:
         click.echo(report(problem, plan.status, plan.assessment, plan.binding, plan.conflict, hints,
-                          plan.solve_seconds, choices, plan.binding_details, plan.runner_up))
+                          plan.solve_seconds, choices, plan.binding_details, plan.runner_up, plan.gap))
         if restricted:
             click.echo(f"Search {restricted}.")
         if planned.pareto is not None:

@@ -55,6 +55,14 @@ class CompiledModel:
     guards: dict[str, cp_model.IntVar]                   # constraint id -> guard literal
     objective_resolution: float = 0.0                    # rounding unit of the objective
     table_limit: int = TABLE_LIMIT                       # most knob combinations a table spans
+    objective_unit: float = 0.0                          # what one unit of the minimised sum is worth
+    objective_error: float = 0.0                         # how far the encoded objective may be from a plan's value
+    preference: int = 0                                  # the most the tie-break adds to the minimised sum
+
+    def lower_bound(self, solver) -> float:
+        """A bound no passing plan's objective lies below, from CP-SAT's bound on the minimised sum
+        (the tie-break and the encoding's error taken off)."""
+        return (solver.BestObjectiveBound() - self.preference) * self.objective_unit - self.objective_error
 
 
 class Compiler:
@@ -65,6 +73,7 @@ class Compiler:
         self.domains = domains
         self.objective_cap = objective_cap  # plans above it cannot beat a known one: prune them
         self.objective_resolution = 0.0     # the objective's rounding unit (how close two plans may tie)
+        self.objective_unit = self.objective_error = 0.0  # the minimised sum's unit, its error (CompiledModel)
         self.tabulator = Tabulator(problem.rules, domains, problem.evaluator(), table_limit)
         self.rewriter = Rewriter(self.tabulator)
         self.bounds = Bounds(self.tabulator, self.rewriter, problem.file)
@@ -273,7 +282,9 @@ class Compiler:
         knob = max(knobs, key=lambda name: (len(self.domains[name]), name))
         cases = [self.tabulator.keep(self.rewriter.pinned(node, knob, value)) for value in self.domains[knob]]
         bounds = [self.bounds(case) for case in cases]
-        unit = unit_for(max(max(abs(low), abs(high)) for low, high in bounds), SUM_BITS)
+        magnitude = max(max(abs(low), abs(high)) for low, high in bounds)
+        unit = unit_for(magnitude, SUM_BITS)
+        self.objective_unit, self.objective_error = unit, RELATIVE_SLACK * magnitude
         terms = [self.numeric(case, unit) for case in cases]
         low, high = min(low for low, _ in bounds), max(high for _, high in bounds)
         result = self._padded_int(low, high, unit, "objective")
@@ -286,7 +297,8 @@ class Compiler:
         low, high = self.bounds(node)
         magnitude = max(abs(low), abs(high))
         self.objective_resolution = unit_for(magnitude, SUM_BITS if self.table(node) is not None else VALUE_BITS)
-        return self.numeric(node, unit_for(magnitude, SUM_BITS))
+        self.objective_unit, self.objective_error = unit_for(magnitude, SUM_BITS), RELATIVE_SLACK * magnitude
+        return self.numeric(node, self.objective_unit)
 
     # -- whole model ----------------------------------------------------------------------
     def compile(self) -> CompiledModel:
@@ -304,7 +316,8 @@ class Compiler:
         self.model.Minimize(objective + preference)
         self.model.AddDecisionStrategy(list(self.index.values()), cp_model.CHOOSE_FIRST, cp_model.SELECT_MIN_VALUE)
         return CompiledModel(self.model, self.index, self.chosen, guards, self.objective_resolution,
-                             self.tabulator.limit)
+                             self.tabulator.limit, self.objective_unit, self.objective_error,
+                             sum(len(values) - 1 for values in self.domains.values()))
 
 
 def _pad(low: float, high: float, unit: float) -> int:

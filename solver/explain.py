@@ -46,15 +46,19 @@ def config_json(problem: Problem, assessment: Assessment) -> dict:
 
 
 def answer(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
-           suggestions=(), gpu_choices=(), details=(), runner_up: Assessment | None = None) -> dict:
+           suggestions=(), gpu_choices=(), details=(), runner_up: Assessment | None = None,
+           gap: float | None = None) -> dict:
     """The JSON object printed by `solve --json` and `check --json`; ``details`` (search.Binding per
-    binding rule) and ``runner_up`` add `binding_details` and `runner_up` to a plan's answer."""
+    binding rule) and ``runner_up`` add `binding_details` and `runner_up` to a plan's answer, ``gap``
+    (a feasible plan's proven distance from the best) adds `gap`."""
     result = {"status": status,
               "config": config_json(problem, assessment) if assessment else None,
               "estimate": estimate(problem, assessment) if assessment else None,
               "violations": [{"rule": v.rule, "message": v.message, "severity": v.severity}
                              for v in (assessment.violations if assessment else [])],
               "binding": list(binding), "conflict": list(conflict)}
+    if gap is not None:
+        result["gap"] = json_number(gap)
     if details:
         result["binding_details"] = [binding.to_dict() for binding in details]
     if runner_up is not None:
@@ -81,13 +85,14 @@ _FORMATS = {"time": "time", "memory": "bytes"}   # how each objective's value pr
 
 def report(problem: Problem, status: str, assessment: Assessment | None, binding=(), conflict=(),
            suggestions=(), solve_seconds: float | None = None, gpu_choices=(), details=(),
-           runner_up: Assessment | None = None) -> str:
+           runner_up: Assessment | None = None, gap: float | None = None) -> str:
     """The human report: chosen knobs, memory per GPU against capacity, time against deadline."""
     inputs = problem.inputs
     used = assessment.config["gpus"] if assessment is not None else inputs["hardware.total_gpus"]
     offered = f" of {inputs['hardware.total_gpus']}" if used != inputs["hardware.total_gpus"] else ""
     lines = [f"tplan: {problem.model_name} ({format_value(inputs['model.params'])} params) on "
              f"{used}{offered} x {problem.gpu_name} -- {status}"
+             + (f", proven within {100 * gap:.2g}% of the best" if gap is not None else "")
              + (f" (CP-SAT, {solve_seconds:.2f} s)" if solve_seconds is not None else "")]
     if gpu_choices:
         lines.append(f"GPUs compared by {problem.objective_name}: " + ", ".join(

@@ -68,6 +68,16 @@ class Plan:
     cuts: int = 0
     binding_details: list = field(default_factory=list)   # Binding per binding rule
     runner_up: Assessment | None = None                   # the next best plan one knob away (worse than the plan)
+    bound: float | None = None                            # no passing plan's objective is below it (CP-SAT's proof)
+    gap: float | None = None                              # a feasible plan: at most this share above the best
+
+    def with_gap(self, objective: str) -> "Plan":
+        """The plan with its gap: how far above ``bound`` its objective may be, as a share of it (feasible
+        plans only: an optimal one has none to tell, and without a bound there is nothing proven)."""
+        value = self.assessment.values[objective] if self.assessment is not None else None
+        if self.status != "feasible" or self.bound is None or not value:
+            return dataclasses.replace(self, gap=None)
+        return dataclasses.replace(self, gap=max(0.0, (value - self.bound) / abs(value)))
 
 
 @dataclass
@@ -97,6 +107,7 @@ class Search:
         self.compiled: CompiledModel | None = None if self.emptied else self._compile()
         self.cuts = 0
         self.interrupted = False  # a scan of neighbours the time limit cut short: the plan is not certified
+        self.bound: float | None = None  # no passing plan's objective is below it, as the last search proved
 
     def _compile(self, objective_cap: float | None = None, table_limit: int = PREFERRED_TABLE_LIMIT) -> CompiledModel:
         """The model with tables of at most ``table_limit`` combinations, or of up to TABLE_LIMIT where a
@@ -179,6 +190,7 @@ class Search:
                                                    f"{model.Validate() or 'no reason given'}")
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                 return status, None
+            self.bound = self.compiled.lower_bound(solver)
             assessment = self.evaluator.assess(self.config_of(solver))
             if assessment.passes:
                 return status, assessment
@@ -255,8 +267,12 @@ class Search:
         self.compiled = self._compile(objective_cap=incumbent.values[objective], table_limit=TABLE_LIMIT)
         for knob, index in self.compiled.index.items():
             self.compiled.model.AddHint(index, self.domains[knob].index(incumbent.config[knob]))
+        cap, before = incumbent.values[objective], self.bound
         status, found = self.run()
-        if found is None or found.values[objective] > incumbent.values[objective]:
+        # plans above the cap are worse than the incumbent: the bound over those below it bounds them all
+        self.bound = cap - self.compiled.objective_error if status == cp_model.INFEASIBLE else \
+            before if found is None else min(self.bound, cap)
+        if found is None or found.values[objective] > cap:
             return (cp_model.OPTIMAL if status == cp_model.OPTIMAL else cp_model.FEASIBLE), incumbent
         return status, found
 
@@ -476,7 +492,7 @@ def solve(problem: Problem, time_limit: Budget | float = 10.0, explain: bool = T
     status_name = "optimal" if status == cp_model.OPTIMAL and certified else "feasible"
     chosen = search.settle(better or assessment) if certify and settle else better or assessment
     elapsed = time.perf_counter() - started
-    plan = Plan(status_name, chosen, solve_seconds=elapsed, cuts=search.cuts)
+    plan = Plan(status_name, chosen, solve_seconds=elapsed, cuts=search.cuts, bound=search.bound).with_gap(problem.objective)
     if explain:
         plan.binding_details, plan.runner_up = search.binding(plan.assessment)
         plan.binding = [binding.rule for binding in plan.binding_details]

@@ -82,7 +82,7 @@ class Staged:
             plan = planned.plan
             parts.append(f"== stage {name}\n" + report(planned.problem, plan.status, plan.assessment,
                                                        plan.binding, plan.conflict, details=plan.binding_details,
-                                                       runner_up=plan.runner_up))
+                                                       runner_up=plan.runner_up, gap=plan.gap))
         totals = self.totals()
         line = f"Stages together -- {self.status}"
         if totals:

@@ -365,6 +365,34 @@ def test_the_accumulation_is_compiled_through_the_global_batch(tmp_path):
     assert plan.status == "infeasible" and plan.cuts == 0 and plan.conflict == ["time/meets-deadline"]
 
 
+def test_a_feasible_plan_is_within_its_proven_gap_of_the_exhaustive_best(tmp_path, monkeypatch):
+    """With CP-SAT stopped early by its deterministic work limit the plan is only "feasible": its gap
+    (how far above CP-SAT's proven bound, less the tie-break and the encoding's error, it may be) must
+    hold against exhaustive search, and an optimal plan has none."""
+    import tplan.search
+
+    goal = {"model": "llama-3.1-8b", "task": "finetune", "data": {"tokens": 2e9},
+            "hardware": {"gpu": "a100-80gb", "gpus_per_node": 8}, "deadline": "48h",
+            "knobs": {"context": 2048, "tp": [1, 2], "pp": 1, "quantization": "none", "offload": "none",
+                      "lora_rank": [0, 16], "precision": ["bf16", "fp16"], "optimizer": "adamw"}}
+    statuses = []
+    for objective in ("time", "cost", "memory"):
+        problem = load_problem(write_goal(tmp_path, {**goal, "objective": objective}))
+        best = exhaustive(problem)[0].values[problem.objective]
+        for work in (0.0005, 0.002, 0.02):
+            monkeypatch.setattr(tplan.search, "WORK_LIMIT", work)
+            plan = solve(problem, time_limit=60, explain=False)
+            statuses.append(plan.status)
+            if plan.status == "optimal":
+                assert plan.gap is None
+            elif plan.status == "feasible":
+                value = plan.assessment.values[problem.objective]
+                assert plan.bound <= best * (1 + RESOLUTION)  # the proof: nothing passes below it
+                assert plan.gap == pytest.approx(max(0.0, (value - plan.bound) / value))
+                assert value * (1 - plan.gap) <= best * (1 + RESOLUTION)
+    assert "feasible" in statuses and "optimal" in statuses
+
+
 def test_a_knob_is_solved_for_only_where_its_divisors_are_never_zero(tmp_path):
     """A team rule ``micro_batch * lora_rank == 16`` would solve micro_batch as 16 / lora_rank, which
     divides by zero at lora_rank 0 (a quotient CP-SAT cannot compile once its table is too large):
