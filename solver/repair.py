@@ -178,22 +178,28 @@ def _nearest_without(problem: Problem, rule: str, budget) -> Assessment | None:
     from .search import with_rules  # OR-Tools loads only when a goal is solved
 
     relaxed = with_rules(problem, {c.id for c in problem.rules.constraints} - {rule})
-    nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}.get(rule)
+    nearest = _nearest_quantity(problem, rule)
     if nearest:
         relaxed = dataclasses.replace(relaxed, objective=nearest, objective_name=nearest)
     other = _solve(relaxed, budget, certify=True, settle=False)   # the nearest, as found
     return None if other.assessment is None else problem.evaluator().assess(other.assessment.config)
 
 
+def _nearest_quantity(problem: Problem, rule: str) -> str | None:
+    """The derived quantity whose least value brings a plan nearest to meeting ``rule`` (its pack's
+    ``nearest``), if it names one."""
+    return next((constraint.nearest for constraint in problem.rules.constraints if constraint.id == rule), None)
+
+
 def _relaxations(problem: Problem, nearest_plans: dict) -> list[Repair]:
     """For each rule of the conflict, the plan nearest to meeting it: how far it is from the rule."""
     found = []
-    nearest = {constraint.id: constraint.nearest for constraint in problem.rules.constraints}
     for rule, assessment in nearest_plans.items():
         if assessment is None:
             continue
         broken = [v.message for v in assessment.violations if v.rule == rule]
-        which = f"the plan nearest to it (least {nearest[rule]})" if nearest.get(rule) else "the best plan"
+        nearest = _nearest_quantity(problem, rule)
+        which = f"the plan nearest to it (least {nearest})" if nearest else "the best plan"
         change = (f"relax {rule}: {broken[0]}" if broken else f"drop {rule}")
         found.append(Repair(change, f"without {rule}, {which} ({knob_text(assessment.config)}) "
                                     f"{broken[0] if broken else 'passes every other rule'}",
