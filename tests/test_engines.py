@@ -147,10 +147,12 @@ def test_axolotl_schema_accepts_the_axolotl_config(tmp_goal, tmp_path, judge, go
         assert str(seen["fsdp_version"]) == "2" and not seen["deepspeed"]
 
 
-def test_torchtitan_loads_the_job_config_of_a_pipelined_fp8_plan(tmp_goal, tmp_path, judge):
-    config, folder = emitted(tmp_goal, tmp_path, PIPELINED, "torchtitan")
+@pytest.mark.parametrize("recipe", ["tensorwise", "rowwise"])
+def test_torchtitan_loads_the_job_config_of_a_pipelined_fp8_plan(tmp_goal, tmp_path, judge, recipe):
+    config, folder = emitted(tmp_goal, tmp_path, {**PIPELINED, "fp8_recipe": recipe}, "torchtitan")
     seen = judge("torchtitan_config.py", folder / "job.toml", packages="torchtitan")
     assert seen["model"] == ["llama3", "8B"] and "quantize.linear.float8" in seen["converters"]
+    assert seen["float8_recipe"] == recipe
     assert seen["degrees"] == [1, config["dp"], 2, 1, 2]
     assert seen["schedule"] == "Interleaved1F1B" and seen["microbatch"] == config["micro_batch"]
     assert seen["global_batch_size"] == config["micro_batch"] * config["grad_accum"] * config["dp"]

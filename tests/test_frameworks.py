@@ -184,3 +184,23 @@ def test_dtensor_tensor_parallelism_keeps_the_gathered_projection_inputs(tmp_pat
     gathered = 2 * LLAMA_8B["h"] + 2 * LLAMA_8B["h"]
     sharded = assess(tmp_path, {"zero_stage": 0, "gpus": 8, "tp": 8}).values      # DeepSpeed/Megatron-style
     assert fsdp["layer_bytes"] - sharded["layer_bytes"] == pytest.approx(tokens * gathered * 7, rel=1e-12)
+
+
+def test_rowwise_fp8_slows_only_the_linear_layers_and_runs_only_under_torchao(tmp_path):
+    """torchao's rowwise recipe runs the linear layers' GEMMs at a lower rate than the per-tensor one;
+    attention, element-wise work and memory are the recipe's to leave alone. Transformer Engine
+    (megatron, deepspeed) has no rowwise recipe, and a bf16 run ignores the setting."""
+    knobs = {"zero_stage": 3, "gpus": 8, "precision": "fp8"}
+    tensorwise = assess(tmp_path, knobs, framework="fsdp").values
+    rowwise = assess(tmp_path, knobs, framework="fsdp", fp8_recipe="rowwise").values
+    assert rowwise["linear_seconds"] > tensorwise["linear_seconds"]
+    for unchanged in ("attention_seconds", "elementwise_seconds", "fp8_cast_seconds", "memory_per_gpu"):
+        assert rowwise[unchanged] == tensorwise[unchanged], unchanged
+    bf16 = {**knobs, "precision": "bf16"}
+    assert assess(tmp_path, bf16, framework="fsdp", fp8_recipe="rowwise").values["step_seconds"] == \
+        assess(tmp_path, bf16, framework="fsdp").values["step_seconds"]
+    for framework, stage in (("deepspeed", 3), ("megatron", 1)):
+        refused = assess(tmp_path, {**knobs, "zero_stage": stage}, framework=framework, fp8_recipe="rowwise")
+        assert "time/fp8-rowwise-under-fsdp" in {v.rule for v in refused.violations}, framework
+        bf16_run = assess(tmp_path, {**bf16, "zero_stage": stage}, framework=framework, fp8_recipe="rowwise")
+        assert "time/fp8-rowwise-under-fsdp" not in {v.rule for v in bf16_run.violations}, framework

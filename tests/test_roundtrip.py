@@ -57,6 +57,7 @@ def plans(draw):
             "hardware": {"gpu": draw(st.sampled_from(["h100-sxm", "a100-80gb"])), "gpus_per_node": per_node,
                          "nodes": nodes},
             "compile": draw(st.booleans()) if framework == "fsdp" else False, "loss": loss, "attention": attention,
+            "fp8_recipe": draw(st.sampled_from(["tensorwise", "rowwise"])) if framework == "fsdp" else "tensorwise",
             "knobs": knobs}
 
 

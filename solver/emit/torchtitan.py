@@ -17,7 +17,8 @@ RUNS = {"lora_rank": (0,), "quantization": ("none",), "optimizer": ("adamw",), "
 CHECKPOINTING = {False: "none", "selective": "selective", True: "full"}
 RESHARD = {3: "always", 2: "never"}     # FSDP2 reshard_after_forward: ZeRO-3 and ZeRO-2 as tplan counts them
 SCHEDULES = {1: "1F1B", 2: "Interleaved1F1B"}   # torchtitan's multi-stage schedules run 2 stages per rank
-FLOAT8 = "quantize.linear.float8"       # torchtitan's float8 converter (torchao dynamic tensorwise scaling)
+FLOAT8 = "quantize.linear.float8"       # torchtitan's float8 converter (torchao dynamic scaling, the goal's fp8_recipe)
+RECIPES = {"tensorwise": "tensorwise", "rowwise": "rowwise"}  # torchao recipe names (None: tensorwise)
 
 
 def runs(problem) -> dict:
@@ -65,7 +66,8 @@ def config(run: Run) -> dict:
     if run["grad_checkpointing"] == "selective":
         result["activation_checkpoint"]["selective_ac_option"] = "op"
     if run["precision"] == "fp8":  # the LM head stays in bf16, as tplan counts fp8 for the blocks' linears
-        result["quantize"] = {"linear": {"float8": {"recipe_name": "tensorwise", "filter_fqns": ["output"]}}}
+        result["quantize"] = {"linear": {"float8": {"recipe_name": run.problem.inputs["fp8_recipe"],
+                                                    "filter_fqns": ["output"]}}}
     return result
 
 
@@ -156,5 +158,9 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
                                                 f"({', '.join(' '.join(pair) for pair in models)}), not {' '.join(name)}")
     compiled = fields.names(("compile", "components")) if fields.has(("compile", "components")) else ["model", "loss"]
     enabled = fields.flag(("compile", "enable"))
-    return found, {"model": models[name], "framework": "fsdp", "compile": enabled and "model" in compiled,
-                   "loss": "compiled" if enabled and "loss" in compiled else "standard"}
+    settings = {"model": models[name], "framework": "fsdp", "compile": enabled and "model" in compiled,
+                "loss": "compiled" if enabled and "loss" in compiled else "standard"}
+    if found["precision"] == "fp8":
+        section = ("quantize", "linear", "float8") if FLOAT8 in converters else ("float8",)
+        settings["fp8_recipe"] = fields.choice((*section, "recipe_name"), RECIPES, "tensorwise")
+    return found, settings

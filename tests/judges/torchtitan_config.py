@@ -31,4 +31,4 @@ print(json.dumps({
                 parallelism.pipeline_parallel_degree],
     "schedule": parallelism.pipeline_parallel_schedule, "microbatch": parallelism.pipeline_parallel_microbatch_size,
     "reshard": parallelism.fsdp_reshard_after_forward, "checkpointing": config.activation_checkpoint.mode,
-    "compile": config.compile.enable}))
+    "compile": config.compile.enable, "float8_recipe": config.quantize.linear.float8.recipe_name}))
