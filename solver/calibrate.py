@@ -29,8 +29,6 @@ from .validate import validate
 FITTED = {
     "matmul_efficiency": (0.2, 1.0, False),
     "matmul_half_width": (1.0, 1e5, True),
-    "elementwise_bytes_per_hidden": (34.0, 400.0, False),
-    "dp_overlap": (0.0, 1.0, False),
     "collective_hop_seconds": (1e-6, 1e-4, False),
 }
 PREDICTED = "tokens_per_second"
