@@ -60,6 +60,8 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
               "grad_dtype": data.get("grad_dtype", "auto"),
               "optimizer_in_backward": data.get("optimizer_in_backward", False),
               "compile": data.get("compile", False), "fp8_recipe": data.get("fp8_recipe", "tensorwise"),
+              "overlap_grad_reduce": data.get("overlap_grad_reduce", False),
+              "tp_comm_overlap": data.get("tp_comm_overlap", False),
               "goal.deadline_seconds": deadline_seconds(document), "goal.budget": data.get("budget", 0)}
     if inputs["goal.budget"] and not inputs["hardware.price_per_gpu_hour"]:
         raise InputError(document.path, document.where(("budget",)),

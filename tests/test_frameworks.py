@@ -204,3 +204,22 @@ def test_rowwise_fp8_slows_only_the_linear_layers_and_runs_only_under_torchao(tm
         assert "time/fp8-rowwise-under-fsdp" in {v.rule for v in refused.violations}, framework
         bf16_run = assess(tmp_path, {**bf16, "zero_stage": stage}, framework=framework, fp8_recipe="rowwise")
         assert "time/fp8-rowwise-under-fsdp" not in {v.rule for v in bf16_run.violations}, framework
+
+
+def test_megatron_overlap_flags_expose_only_what_the_compute_cannot_cover(tmp_path):
+    """--overlap-grad-reduce --overlap-param-gather: data-parallel traffic runs under one micro-step
+    (the last backward, the next forward); --tp-comm-overlap: tensor-parallel traffic under the linear
+    layers' GEMMs. Neither creates time: the exposed share is what exceeds the window, never below 0."""
+    knobs = {"zero_stage": 1, "gpus": 64, "tp": 8, "grad_accum": 4, "micro_batch": 1}
+    plain = assess(tmp_path, knobs, framework="megatron").values
+    both = assess(tmp_path, knobs, framework="megatron", overlap_grad_reduce=True, tp_comm_overlap=True).values
+    assert both["dp_seconds_per_step"] == pytest.approx(
+        max(0, plain["dp_comm_seconds"] - plain["micro_step_seconds"]), rel=1e-12)
+    assert both["tp_seconds_per_step"] == pytest.approx(
+        max(0, plain["tp_comm_seconds"] - knobs["grad_accum"] * plain["linear_seconds"]), rel=1e-12)
+    assert plain["dp_seconds_per_step"] > both["dp_seconds_per_step"]   # dp_overlap (< 1) hides less
+    assert plain["tp_seconds_per_step"] == plain["tp_comm_seconds"] > both["tp_seconds_per_step"]
+    for framework, stage in (("fsdp", 3), ("deepspeed", 1)):
+        refused = assess(tmp_path, {**knobs, "zero_stage": stage, "tp": 1}, framework=framework,
+                         overlap_grad_reduce=True)
+        assert "time/overlap-flags-under-megatron" in {v.rule for v in refused.violations}, framework
