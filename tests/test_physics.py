@@ -51,6 +51,24 @@ def test_flash_attention_removes_the_score_term(tmp_path):
     assert layer(values) == pytest.approx(2048 * 4 * 2048 * 34, rel=1e-12)
 
 
+@pytest.mark.parametrize("dropout, knobs, bytes_per_score", [
+    (True, {}, 13 + 19), (False, {}, 8 + 14), (True, {"grad_checkpointing": True}, 2 * 13 + 19),
+    (True, {"tp": 2, "gpus": 2}, 13 + 19)])
+def test_eager_attention_moves_every_score_through_hbm(tmp_path, dropout, knobs, bytes_per_score):
+    """Eager attention's scores: forward write 2, softmax 2 + 2, dropout 2 + 1 + 2, AV read 2; backward
+    the same trips for the gradients, dropout's 2 + 1 + 2 and softmax's 2 + 2 + 2 (Dao et al. 2022, sec. 3);
+    recomputation repeats the forward. Flash attention moves none of them."""
+    s, b, a, layers = 2048, 4, 16, 24
+    goal = {"model": {**GPT3_STYLE, "dropout": dropout}}
+    eager = assess(tmp_path, knobs, attention="eager", **goal)
+    flash = assess(tmp_path, knobs, attention="flash", **goal)
+    tp = knobs.get("tp", 1)
+    expected = b * a / tp * s * s * layers * bytes_per_score / 3.35e12   # H100 SXM datasheet: 3.35 TB/s
+    assert eager["eager_scores_seconds"] == pytest.approx(expected, rel=1e-12)
+    assert flash["eager_scores_seconds"] == 0
+    assert eager["attention_seconds"] - flash["attention_seconds"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_full_recomputation_keeps_the_block_input(tmp_path):
     values = assess(tmp_path, {"grad_checkpointing": True})
     assert layer(values) == pytest.approx(2 * 2048 * 4 * 2048, rel=1e-12)
