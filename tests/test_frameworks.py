@@ -223,3 +223,22 @@ def test_megatron_overlap_flags_expose_only_what_the_compute_cannot_cover(tmp_pa
         refused = assess(tmp_path, {**knobs, "zero_stage": stage, "tp": 1}, framework=framework,
                          overlap_grad_reduce=True)
         assert "time/overlap-flags-under-megatron" in {v.rule for v in refused.violations}, framework
+
+
+def test_megatron_runs_flash_attention_at_the_cudnn_kernels_rate(tmp_path):
+    """Transformer Engine's fused attention (cuDNN) on an H100: FlashAttention-3's paper measured it at
+    600 TFLOP/s forward and 518 backward (head dim 128, 8k), 3.5 / (1/600 + 2.5/518) of the 989.4 TFLOP/s
+    peak; PyTorch's SDPA runs FlashAttention-2 there (370 and 318). Eager attention is neither."""
+    knobs = {"zero_stage": 1, "gpus": 8}
+    cudnn, fa2 = 3.5 / (1 / 600 + 2.5 / 518) / 989.4, 3.5 / (1 / 370 + 2.5 / 318) / 989.4
+    megatron = assess(tmp_path, knobs, framework="megatron").values
+    fsdp = assess(tmp_path, {**knobs, "zero_stage": 3}, framework="fsdp").values
+
+    def rate(values):
+        return values["micro_step_tokens"] * values["attention_hardware_flops_per_token"] / values["attention_seconds"]
+
+    assert rate(megatron) == pytest.approx(cudnn * 989.4e12, rel=0.01)
+    assert rate(fsdp) == pytest.approx(fa2 * 989.4e12, rel=0.05)
+    eager = [assess(tmp_path, {**knobs, "zero_stage": stage}, framework=framework, attention="eager").values
+             for framework, stage in (("megatron", 1), ("fsdp", 3))]
+    assert eager[0]["attention_seconds"] == pytest.approx(eager[1]["attention_seconds"], rel=1e-12)
