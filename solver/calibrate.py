@@ -76,12 +76,24 @@ def _run(document: Document, index: int, source: str, use: str, extra_rules: tup
     problem = load_problem(config_doc, pinned=True, extra_rules=extra_rules)
     config = {knob: values[0] for knob, values in problem.domains.items()}
     evaluator = problem.evaluator()
+    _check_exists(problem, evaluator.assess(config), document, index)
     memo: dict = {}
     varying = _reading(problem.rules, set(FITTED))
     static = {name: evaluator.name(name, config, memo) for name in problem.rules.order if name not in varying}
     measured = _tokens_per_second(spec["measured"], config["gpus"], static)
     return Run(spec["id"], source, use, document.path, str(spec["goal"]["hardware"]["gpu"]).lower(),
                spec.get("note", ""), problem, config, measured, static, spec["measured"].get("peak_memory"))
+
+
+def _check_exists(problem: Problem, assessment, document: Document, index: int) -> None:
+    """A run that ran is a combination that exists: one breaking a rule that defines which
+    configurations exist (relaxable: false, e.g. fp8 over a quantised base) is bad input, not a run
+    to fit. Rules a run may break and still have run (it does not fit, or is slow) are left to the fit."""
+    defining = {rule.id for rule in problem.rules.constraints if not rule.relaxable}
+    for violation in assessment.violations:
+        if violation.rule in defining:
+            raise InputError(document.path, document.where(("runs", index)),
+                             f"settings that exist together ({violation.rule}: {violation.message})")
 
 
 def _config_document(document: Document, index: int) -> Document:

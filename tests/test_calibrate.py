@@ -87,3 +87,26 @@ def test_every_measured_speed_kind_means_the_same_run(tmp_path):
     path.write_text(yaml.safe_dump({"source": "x", "runs": runs}))
     for parsed in calibrate.read_runs([path]):
         assert parsed.measured == pytest.approx(base.measured, rel=1e-9), parsed.id
+
+
+@pytest.mark.parametrize("goal, config, rule", [
+    ({"framework": "deepspeed", "fp8_recipe": "rowwise"}, {"precision": "fp8", "zero_stage": 3},
+     "time/fp8-rowwise-under-fsdp"),
+    ({"framework": "fsdp", "overlap_grad_reduce": True}, {"precision": "bf16", "zero_stage": 3},
+     "time/overlap-flags-under-megatron"),
+    ({"task": "finetune"}, {"precision": "fp8", "quantization": "nf4", "lora_rank": 16},
+     "time/fp8-needs-16-bit-weights")])
+def test_a_run_whose_settings_cannot_exist_together_is_bad_input(tmp_path, goal, config, rule):
+    runs = [{"id": "fine", "goal": {"model": "llama-3.1-8b", "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8}},
+             "config": {"precision": "bf16", "micro_batch": 1, "grad_accum": 1, "context": 4096},
+             "measured": {"tokens_per_second_per_gpu": 5000}},
+            {"id": "impossible", "goal": {"model": "llama-3.1-8b", "hardware": {"gpu": "h100-sxm", "gpus_per_node": 8},
+                                          **goal},
+             "config": {"micro_batch": 1, "grad_accum": 1, "context": 4096, **config},
+             "measured": {"tokens_per_second_per_gpu": 5000}}]
+    path = tmp_path / "runs.yaml"
+    path.write_text(yaml.safe_dump({"source": "hostile", "runs": runs}, sort_keys=False))
+    result = tplan("calibrate", path, "-o", tmp_path / "pack.yaml")
+    assert result.returncode == 2, result.stderr
+    assert "runs[1]" in result.stderr and rule in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "pack.yaml").exists()
