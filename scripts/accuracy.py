@@ -1158,14 +1158,16 @@ def fp8_recipes() -> dict:
                             "measured": ratio, "tplan": tplan, "error": rel(tplan, ratio)})
             rows.append([source["id"], source["use"], f"{fast} over {slow}", f"{ratio:.3f}x", f"{tplan:.3f}x",
                          pct(rel(tplan, ratio))])
+    rate = problem_for(spec).rules.tables["fp8_recipe_gemm_rate"]["rowwise"]
     lines = ["## fp8 recipes: rowwise and tensorwise scaling", "",
-             "Data: `data/published/fp8_recipes.yaml` (sources there). tplan setting: llama-3.1-8b on 8 x h100-sxm, "
-             "framework fsdp (ZeRO-3), compile, context 8192, micro-batch 1, per-op selective recomputation; "
+             f"Data: `data/published/fp8_recipes.yaml` (sources there). tplan setting: {spec['model']} on "
+             f"{setting['gpus']} x {spec['hardware']['gpu']}, framework {spec['framework']} (ZeRO-3), compile, context "
+             f"{setting['context']}, micro-batch {setting['micro_batch']}, per-op selective recomputation; "
              "ratios of tplan's tokens/s between the goal's `fp8_recipe` values and bf16.", ""]
     lines += table(["source", "use", "ratio", "measured", "tplan", "error"], rows)
     lines += ["torchao's rowwise recipe scales each row of a GEMM operand and runs CUTLASS's rowwise-scaled "
               "kernel; the tensorwise recipe runs cuBLAS's per-tensor kernel. tplan runs an fp8 run's linear "
-              "layers at `fp8_recipe_gemm_rate` of the tensorwise rate (rules/time.yaml): 0.73 for rowwise, the "
+              f"layers at `fp8_recipe_gemm_rate` of the tensorwise rate (rules/time.yaml): {rate:g} for rowwise, the "
               "rate at which its step on the first source's run is as much slower as measured. The second source "
               "was not used, and neither were the torchtitan 2025-06 rowwise runs at 64 and 256 GPUs in (i).", ""]
     return {"records": records, "lines": lines}
