@@ -75,11 +75,10 @@ def _run(document: Document, index: int, source: str, use: str, extra_rules: tup
     config_doc = _config_document(document, index)
     problem = load_problem(config_doc, pinned=True, extra_rules=extra_rules)
     config = {knob: values[0] for knob, values in problem.domains.items()}
-    evaluator = problem.evaluator()
-    _check_exists(problem, evaluator.assess(config), document, index)
-    memo: dict = {}
+    assessment = problem.evaluator().assess(config)
+    _check_exists(problem, assessment, document, index)
     varying = _reading(problem.rules, set(FITTED))
-    static = {name: evaluator.name(name, config, memo) for name in problem.rules.order if name not in varying}
+    static = {name: assessment.values[name] for name in problem.rules.order if name not in varying}
     measured = _tokens_per_second(spec["measured"], config["gpus"], static)
     return Run(spec["id"], source, use, document.path, str(spec["goal"]["hardware"]["gpu"]).lower(),
                spec.get("note", ""), problem, config, measured, static, spec["measured"].get("peak_memory"))
