@@ -53,6 +53,7 @@ def test_flash_attention_removes_the_score_term(tmp_path):
 
 @pytest.mark.parametrize("dropout, knobs, bytes_per_score", [
     (True, {}, 13 + 19), (False, {}, 8 + 14), (True, {"grad_checkpointing": True}, 2 * 13 + 19),
+    (False, {"grad_checkpointing": True}, 2 * 8 + 14),
     (True, {"tp": 2, "gpus": 2}, 13 + 19)])
 def test_eager_attention_moves_every_score_through_hbm(tmp_path, dropout, knobs, bytes_per_score):
     """Eager attention's scores: forward write 2, softmax 2 + 2, dropout 2 + 1 + 2, AV read 2; backward
