@@ -1031,10 +1031,11 @@ def step_time() -> dict:
              "work per micro-step, attention kernels at their published efficiency (and eager attention's score "
              "traffic at HBM bandwidth), element-wise work and the "
              "optimizer step at HBM bandwidth, data-parallel traffic less what the compute hides, tensor-parallel "
-             "traffic, the 1F1B bubble at the pace of the most loaded pipeline stage, and offload. "
+             "traffic (both hidden further under Megatron-LM's overlap flags where a run's source sets them), the "
+             "1F1B bubble at the pace of the most loaded pipeline stage, and offload. "
              f"{len(calibration.FITTED)} constants are fitted (`tplan calibrate`); the shipped "
              "values were fitted to the sources marked *training* and the others are held out. Two more "
-             "(`elementwise_bytes_per_hidden`, `dp_overlap`) were fitted in v0.2.0 and are now set "
+             "(`elementwise_bytes_per_hidden`, `dp_overlap`) were fitted until December 2026 and are now set "
              "outside the fit: with any one source left out the fit moved them across their whole range (34 to "
              "316 bytes, overlap 0 to 0.95) and the leave-one-source-out error with it (worst 82%); the first "
              "is Korthikanti et al.'s count, the second the training fit's 0 (docs/physics.md).", ""]
