@@ -1155,10 +1155,11 @@ def fp8_recipes() -> dict:
         measured = source["tokens_per_second"]
         for fast, slow in pairs:
             ratio, tplan = measured[fast] / measured[slow], speed[fast] / speed[slow]
+            error = rel(tplan, ratio)
             records.append({"source": source["id"], "use": source["use"], "pair": (fast, slow),
-                            "measured": ratio, "tplan": tplan, "error": rel(tplan, ratio)})
+                            "measured": ratio, "tplan": tplan, "error": error})
             rows.append([source["id"], source["use"], f"{fast} over {slow}", f"{ratio:.3f}x", f"{tplan:.3f}x",
-                         pct(rel(tplan, ratio))])
+                         pct(error)])
     rate = problem_for(spec).rules.tables["fp8_recipe_gemm_rate"]["rowwise"]
     lines = ["## fp8 recipes: rowwise and tensorwise scaling", "",
              f"Data: `data/published/fp8_recipes.yaml` (sources there). tplan setting: {spec['model']} on "
