@@ -1021,6 +1021,8 @@ def step_time() -> dict:
               "baseline": baseline, "loso_median": statistics.median(abs(r["loso"]) for r in records),
               "loso_worst": max(abs(r["loso"]) for r in records),
               "held_out_median": statistics.median(map(abs, held_out)) if held_out else None,
+              "held_out_worst": max(map(abs, held_out)) if held_out else None,
+              "held_out_sources": len({r["source"] for r in records if r["use"] == "held-out"}),
               "fit_median": statistics.median(abs(r["shipped"]) for r in records if r["use"] == "training"),
               "sources": len(sources)}
     constant_rows = [[name, f"{shipped[name]:.4g}", f"{refit[name]:.4g}"] for name in calibration.FITTED]
@@ -1045,6 +1047,13 @@ def step_time() -> dict:
               "source's runs, so no run is predicted with constants fitted to its own source.", ""]
     lines += table(["source", "use", "runs", "GPUs", "shipped", "leave one source out"], rows)
     lines += table(["setting", "runs", "shipped", "leave one source out"], scale_rows)
+    held_records = [r for r in records if r["use"] == "held-out"]
+    if held_records:
+        counts = ", ".join(f"{scale} {sum(r['scale'] == scale for r in held_records)}"
+                           for scale in ("single GPU", "one node", "several nodes"))
+        lines += [f"The held-out sources together ({result['held_out_sources']} sources, {len(held_records)} runs: "
+                  f"{counts}), predicted with the shipped constants: median / worst |error| "
+                  f"{stats([r['shipped'] for r in held_records])}.", ""]
     lines += [f"One cluster (llm-foundry's A100 40GB runs, {len(cluster)}): calibrated on every other run "
               f"({len(cluster[0::2])}) and predicting the rest ({len(cluster[1::2])}): median |error| "
               f"{statistics.median(map(abs, cluster_errors)) * 100:.1f}%, worst "
@@ -1213,6 +1222,7 @@ def summary(sections: dict) -> dict:
         "outside_n": len(outside), "outside_worst": max(outside, key=lambda r: abs(r["error"])),
         "speed_n": len(speed["records"]), "speed_sources": speed["sources"], "loso_median": speed["loso_median"],
         "loso_worst": speed["loso_worst"], "fit_median": speed["fit_median"], "held_out_median": speed["held_out_median"],
+        "held_out_worst": speed["held_out_worst"], "held_out_sources": speed["held_out_sources"],
         "verdicts_pass": sum(r["pass"] for r in verdict), "verdicts_n": len(verdict),
         "bounds": [r for r in sections["measured"]["records"] if r["fidelity"] == "bound"],
         "deepspeed": sections["deepspeed"]["version"]}
@@ -1259,7 +1269,8 @@ def render(sections: dict) -> str:
         f"{s['outside_worst']['id']} {pct(s['outside_worst']['error'], 0)} (see (f)).",
         f"* Measured throughput: {s['speed_n']} runs from {s['speed_sources']} sources (1 to thousands of GPUs); "
         f"tokens/s median |error| {s['fit_median'] * 100:.1f}% on the sources the constants were fitted to"
-        + (f", {s['held_out_median'] * 100:.1f}% on the held-out sources" if s["held_out_median"] is not None else "")
+        + (f", {s['held_out_median'] * 100:.1f}% (worst {s['held_out_worst'] * 100:.0f}%) on the "
+           f"{s['held_out_sources']} held-out sources" if s["held_out_median"] is not None else "")
         + f"; leave one source out {s['loso_median'] * 100:.1f}% median, worst {s['loso_worst'] * 100:.0f}% (see (i)).",
         "* fp8 speed-up over bf16: " + ", ".join(f"{r['id']} {r['tplan']:.2f}x against {r['measured']:.2f}x measured"
                                                  for r in sections["fp8"]["records"]) + ".",

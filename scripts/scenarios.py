@@ -10,13 +10,15 @@ carries these structured comment lines (YAML after the colon; the goal schema ad
     # expect: optimal            (or: infeasible)
     # expect-config: {precision: fp8}        (optional: knobs the plan must choose)
     # why: one sentence on why tplan and the seed differ. Every tplan figure or setting in it is a
-    #      placeholder filled in from the answer, so the sentence never goes stale: {time}, {gpu_hours},
+    #      placeholder filled in from the answer, so the sentence never goes stale: {time}, {hours} (the
+    #      time in hours), {gpu_hours},
     #      {mfu}, {memory}, {smallest} (the least-memory plan), {step}, {cost}, {gpu}, {flops},
     #      {flops_per_token}, {ideal} (the run at 100% of the GPUs' peak), {seed_mfu} (the utilisation the
     #      seed's hours imply), {slower} (the seed's middle time over tplan's), {config.KNOB} (any knob of
     #      the plan, e.g. {config.offload}), {mem.PART} (weights, gradients, optimizer, activations,
     #      other) and {stage.NAME} (a stage's time). An infeasible goal's are those of the plan nearest
-    #      to fitting (least memory, the capacity rule dropped). Seed figures are quoted in "double quotes";
+    #      to fitting (least memory, the capacity rule dropped) or to its deadline (fastest, the deadline
+    #      dropped). Seed figures are quoted in "double quotes";
     #      tests/test_examples.py fails on a number with a unit outside both.
 
 The seed's numbers come from that header; every tplan number comes from solving the example now
@@ -49,6 +51,7 @@ EXAMPLES = ROOT / "examples"
 DOC = ROOT / "docs" / "scenarios.md"
 TIME_LIMIT = 60.0
 MEMORY_RULE = "memory/fits-gpu-memory"
+DEADLINE_RULE = "time/meets-deadline"
 HEADER_KEYS = ("seed-estimate", "expect", "expect-config", "why")
 GIB = 2**30
 
@@ -90,8 +93,8 @@ def header(path: Path) -> dict:
     return found
 
 
-def _memory_problem(problem):
-    return dataclasses.replace(problem, objective=problem.rules.objectives["memory"], objective_name="memory")
+def _objective(problem, name: str):
+    return dataclasses.replace(problem, objective=problem.rules.objectives[name], objective_name=name)
 
 
 def run(path: Path) -> dict:
@@ -107,17 +110,21 @@ def run(path: Path) -> dict:
         result["stability"] = {key: values[key] for key in ("learning_rate", "warmup_ratio", "gradient_clipping")}
         result["pressure"] = values["pressure"]
         if any(len(values) > 1 for values in problem.domains.values()):  # a pinned config has one footprint
-            smallest = solve(_memory_problem(problem), TIME_LIMIT, explain=False)
+            smallest = solve(_objective(problem, "memory"), TIME_LIMIT, explain=False)
             result["smallest_memory"] = smallest.assessment.values["memory_per_gpu"] if smallest.assessment else None
     else:
         result["suggestions"] = [repair.text for repair in planned.repairs]
-        if MEMORY_RULE in plan.conflict:
-            # How much memory would the goal need? Drop the capacity rule and minimise memory.
-            rules = {c.id for c in problem.rules.constraints} - {MEMORY_RULE}
-            relaxed = solve(_memory_problem(with_rules(problem, rules)), TIME_LIMIT, explain=False)
+        # How much memory would the goal need, or how long would it take? Drop the capacity rule and
+        # minimise memory, or drop the deadline and take the fastest plan.
+        for rule, objective, key in ((MEMORY_RULE, "memory", "needs"), (DEADLINE_RULE, "time", "fastest")):
+            if rule not in plan.conflict:
+                continue
+            rules = {c.id for c in problem.rules.constraints} - {rule}
+            relaxed = solve(_objective(with_rules(problem, rules), objective), TIME_LIMIT, explain=False)
             if relaxed.assessment is not None:
-                result["needs"] = answer(problem, "needs", relaxed.assessment)
+                result[key] = answer(problem, key, relaxed.assessment)
                 result["flops_per_token"] = float(relaxed.assessment.values["model_flops_per_token"])
+            break
     return result
 
 
@@ -201,13 +208,13 @@ def cost_text(item: dict) -> str:
 def figures(item: dict) -> dict:
     """tplan's figures by placeholder name (an infeasible goal's: its nearest plan's)."""
     result = item["answer"]
-    source = result if result["estimate"] else item.get("needs")
+    source = result if result["estimate"] else item.get("needs") or item.get("fastest")
     if not source:
         return {}
     estimate, config = source["estimate"], source.get("config") or {}
     hours = (item.get("seed-estimate") or {}).get("hours")
     seconds = estimate["train_seconds"]
-    found = {"time": _time(seconds), "memory": _gib(estimate["memory_per_gpu_bytes"]),
+    found = {"time": _time(seconds), "hours": f"{seconds / 3600:.1f} h", "memory": _gib(estimate["memory_per_gpu_bytes"]),
              "gpu_hours": format_value(estimate["gpu_hours"]),
              "slower": f"{(hours[0] + hours[1]) / 2 / (seconds / 3600):.1f}x" if hours else "-"}
     if item.get("needs"):
@@ -275,9 +282,16 @@ def row(item: dict) -> str:
         status = result["status"]
         return (f"| {link} | {seed_text} | {tplan_time} | {ratio(hours, seed)} | {memory} | {cost} | "
                 f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan} | {status} | {why(item)} |")
+    status = f"{result['status']} ({', '.join(result['conflict'])})"
+    fastest = item.get("fastest")
+    if fastest:
+        estimate = fastest["estimate"]
+        return (f"| {link} | {seed_text} | {_time(estimate['train_seconds'])} at best: past the deadline | "
+                f"{ratio(estimate['train_seconds'] / 3600, seed)} | {_gib(estimate['memory_per_gpu_bytes'])} | {cost} | "
+                f"{estimate['model_flops_utilization'] * 100:.0f}% | {plan_text(fastest['config'])} | {status} | "
+                f"{why(item)} |")
     needs = item.get("needs")
     memory = f"needs at least {_gib(needs['estimate']['memory_per_gpu_bytes'])}" if needs else "-"
-    status = f"{result['status']} ({', '.join(result['conflict'])})"
     return f"| {link} | {seed_text} | does not fit | - | {memory} | {cost} | - | - | {status} | {why(item)} |"
 
 
@@ -358,7 +372,8 @@ def render(items: list[dict]) -> str:
              "*cost* puts each seed cost beside tplan's: its GPU-hours at the seed's own hourly rate (the goal's "
              "`price_per_gpu_hour`, or the rate the seed gives for that figure, such as a spot price); "
              "*MFU* is model FLOPs utilisation. For a goal that does not fit, *needs at least* is the smallest "
-             "footprint with the GPU's capacity rule removed.", ""]
+             "footprint with the GPU's capacity rule removed; for one that misses its deadline, the row shows the "
+             "fastest plan with the deadline removed.", ""]
     for seed, (title, about) in SEEDS.items():
         group = [item for item in items if Path(item["path"]).name.startswith(seed)]
         if not group:

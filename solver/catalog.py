@@ -157,16 +157,17 @@ def layer_params(shape: dict) -> int:
     return common + mlp
 
 
-def vector_params(shape: dict) -> int:
-    """Parameters in one-dimensional tensors - norms and biases. DeepSpeed ZeRO-3 does not partition
-    tensors below stage3_param_persistence_threshold (1e5 elements); in a transformer these are they."""
+def vector_params(shape: dict, blocks_only: bool = False) -> int:
+    """Parameters in one-dimensional tensors - norms and biases (with the final norm unless
+    ``blocks_only``). DeepSpeed ZeRO-3 does not partition tensors below
+    stage3_param_persistence_threshold (1e5 elements); in a transformer these are they."""
     shape = complete_shape(shape)
     dense, sparse = shape["dense_layers"], shape["layers"] - shape["dense_layers"]
     return (shape["layers"] * (_attention_vectors(shape) + shape["norms_per_layer"] * _norm_params(shape))
             + dense * _mlp_bias(shape, shape["ffn_hidden"])
             + sparse * (shape["experts"] * _mlp_bias(shape, shape["expert_ffn_hidden"])
                         + _mlp_bias(shape, shape["shared_expert_ffn_hidden"]))
-            + _norm_params(shape))
+            + (0 if blocks_only else _norm_params(shape)))
 
 
 def mlp_widths_per_token(shape: dict) -> tuple[float, float]:

@@ -60,6 +60,7 @@ def load_problem(path: str | Path | Document, pinned: bool = False, extra_rules:
               "grad_dtype": data.get("grad_dtype", "auto"),
               "optimizer_in_backward": data.get("optimizer_in_backward", False),
               "compile": data.get("compile", False), "fp8_recipe": data.get("fp8_recipe", "tensorwise"),
+              "fp8_all_gather": data.get("fp8_all_gather", False),
               "overlap_grad_reduce": data.get("overlap_grad_reduce", False),
               "tp_comm_overlap": data.get("tp_comm_overlap", False),
               "goal.deadline_seconds": deadline_seconds(document), "goal.budget": data.get("budget", 0)}
@@ -128,6 +129,8 @@ def _model_inputs(document: Document) -> dict:
                    "model.largest_layer_params": float(largest),
                    "model.vector_params": float(catalog.vector_params(shape)),
                    "model.block_params": catalog.blocks_params(shape) * total / counted,
+                   "model.block_matrix_params": (catalog.blocks_params(shape)
+                                                 - catalog.vector_params(shape, blocks_only=True)) * total / counted,
                    "model.mlp_blocks_per_token": blocks_per_token, "model.mlp_width_per_token": width_per_token})
     return inputs
 

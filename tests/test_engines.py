@@ -147,12 +147,14 @@ def test_axolotl_schema_accepts_the_axolotl_config(tmp_goal, tmp_path, judge, go
         assert str(seen["fsdp_version"]) == "2" and not seen["deepspeed"]
 
 
-@pytest.mark.parametrize("recipe", ["tensorwise", "rowwise"])
-def test_torchtitan_loads_the_job_config_of_a_pipelined_fp8_plan(tmp_goal, tmp_path, judge, recipe):
-    config, folder = emitted(tmp_goal, tmp_path, {**PIPELINED, "fp8_recipe": recipe}, "torchtitan")
+@pytest.mark.parametrize("recipe, all_gather", [("tensorwise", False), ("tensorwise", True), ("rowwise", False)])
+def test_torchtitan_loads_the_job_config_of_a_pipelined_fp8_plan(tmp_goal, tmp_path, judge, recipe, all_gather):
+    config, folder = emitted(tmp_goal, tmp_path, {**PIPELINED, "fp8_recipe": recipe, "fp8_all_gather": all_gather},
+                             "torchtitan")
     seen = judge("torchtitan_config.py", folder / "job.toml", packages="torchtitan")
     assert seen["model"] == ["llama3", "8B"] and "quantize.linear.float8" in seen["converters"]
-    assert seen["float8_recipe"] == recipe
+    assert seen["float8_recipe"] == recipe and seen["float8_all_gather"] is all_gather
+    assert seen["float8_precomputed_scale"] is all_gather
     assert seen["degrees"] == [1, config["dp"], 2, 1, 2]
     assert seen["schedule"] == "Interleaved1F1B" and seen["microbatch"] == config["micro_batch"]
     assert seen["global_batch_size"] == config["micro_batch"] * config["grad_accum"] * config["dp"]

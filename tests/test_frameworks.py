@@ -206,6 +206,29 @@ def test_rowwise_fp8_slows_only_the_linear_layers_and_runs_only_under_torchao(tm
         assert "time/fp8-rowwise-under-fsdp" not in {v.rule for v in bf16_run.violations}, framework
 
 
+def test_fp8_all_gather_moves_the_blocks_linear_weights_in_one_byte(tmp_path):
+    """torchao's float8 with FSDP2 (torchtitan's enable_fsdp_float8_all_gather) all-gathers each
+    Float8Linear weight in fp8: per layer of Llama 3.1 8B, q and o (h x h), k and v (h x kv) and the
+    gate, up and down projections (3 x h x f) travel in 1 byte instead of 2, in the forward's and the
+    backward's all-gather over the other ranks' (n - 1)/n share. Only tensorwise scaling has it
+    (torchao Float8LinearConfig), only under FSDP, and a bf16 run ignores the setting."""
+    knobs = {"zero_stage": 3, "gpus": 8, "precision": "fp8"}
+    plain = assess(tmp_path, knobs, framework="fsdp").values
+    gathered = assess(tmp_path, knobs, framework="fsdp", fp8_all_gather=True).values
+    h, kv, f = LLAMA_8B["h"], LLAMA_8B["kv"], LLAMA_8B["f"]
+    linear_weights = 32 * (2 * h * h + 2 * h * kv + 3 * h * f)
+    assert plain["dp_volume_bytes"] - gathered["dp_volume_bytes"] == pytest.approx(7 / 8 * 2 * linear_weights,
+                                                                                   rel=1e-9)
+    assert gathered["dp_comm_seconds"] < plain["dp_comm_seconds"]
+    assert gathered["micro_step_seconds"] == plain["micro_step_seconds"]
+    bf16 = {**knobs, "precision": "bf16"}
+    assert assess(tmp_path, bf16, framework="fsdp", fp8_all_gather=True).values["step_seconds"] == \
+        assess(tmp_path, bf16, framework="fsdp").values["step_seconds"]
+    for framework, recipe in (("deepspeed", "tensorwise"), ("fsdp", "rowwise")):
+        refused = assess(tmp_path, knobs, framework=framework, fp8_recipe=recipe, fp8_all_gather=True)
+        assert "time/fp8-all-gather-under-fsdp" in {v.rule for v in refused.violations}, (framework, recipe)
+
+
 def test_megatron_overlap_flags_expose_only_what_the_compute_cannot_cover(tmp_path):
     """--overlap-grad-reduce --overlap-param-gather: data-parallel traffic runs under one micro-step
     (the last backward, the next forward); --tp-comm-overlap: tensor-parallel traffic under the linear

@@ -52,13 +52,14 @@ def plans(draw):
         knobs.update(lora_rank=0, quantization="none", optimizer="adamw",
                      precision=draw(st.sampled_from(["bf16", "fp8", "fp32"])),
                      zero_stage=draw(st.sampled_from([0, 2, 3])), offload=draw(st.sampled_from(["none", "full"])))
+    recipe = draw(st.sampled_from(["tensorwise", "rowwise"])) if framework == "fsdp" else "tensorwise"
+    all_gather = framework == "fsdp" and recipe == "tensorwise" and draw(st.booleans())  # torchao: tensorwise only
     return {"model": model, "task": "finetune" if lora else draw(st.sampled_from(
                 ["finetune", "pretrain"])), "framework": framework, "data": {"tokens": 2e8},
             "hardware": {"gpu": draw(st.sampled_from(["h100-sxm", "a100-80gb"])), "gpus_per_node": per_node,
                          "nodes": nodes},
             "compile": draw(st.booleans()) if framework == "fsdp" else False, "loss": loss, "attention": attention,
-            "fp8_recipe": draw(st.sampled_from(["tensorwise", "rowwise"])) if framework == "fsdp" else "tensorwise",
-            "knobs": knobs}
+            "fp8_recipe": recipe, "fp8_all_gather": all_gather, "knobs": knobs}
 
 
 # rules a plan may break and still be a plan someone writes (it does not fit, or is too slow); the

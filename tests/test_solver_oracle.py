@@ -66,7 +66,7 @@ def goals(draw):
             "objective": draw(st.sampled_from(["time", "time", "cost", "memory"])),
             "framework": draw(st.sampled_from(["deepspeed", "deepspeed", "fsdp", "megatron"])),
             "compile": draw(st.booleans()), "attention": draw(st.sampled_from(["flash", "flash", "eager"])),
-            "fp8_recipe": draw(st.sampled_from(["tensorwise", "rowwise"]))}
+            "fp8_recipe": draw(st.sampled_from(["tensorwise", "rowwise"])), "fp8_all_gather": draw(st.booleans())}
     if goal["framework"] == "megatron":   # the overlap flags change which traffic is exposed (a max with 0)
         goal.update(overlap_grad_reduce=draw(st.booleans()), tp_comm_overlap=draw(st.booleans()))
     if draw(st.booleans()):

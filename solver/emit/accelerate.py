@@ -16,10 +16,12 @@ FP8_RECIPE = {"backend": "TE", "fp8_format": "HYBRID", "amax_history_len": 1024,
 
 
 def runs(problem) -> dict:
-    """FSDP2 or DeepSpeed without tensor, pipeline or context parallelism; fp8 (TE, per-tensor scaling)
-    only under FSDP: a DeepSpeed JSON file leaves accelerate no mixed_precision to set."""
+    """FSDP2 or DeepSpeed without tensor, pipeline or context parallelism; fp8 (TE, per-tensor scaling,
+    16-bit weight gathers) only under FSDP: a DeepSpeed JSON file leaves accelerate no mixed_precision
+    to set."""
     narrowed = dict(huggingface.TRAINER_RUNS)
-    if problem.inputs["framework"] == "deepspeed" or problem.inputs["fp8_recipe"] != "tensorwise":
+    if (problem.inputs["framework"] == "deepspeed" or problem.inputs["fp8_recipe"] != "tensorwise"
+            or problem.inputs["fp8_all_gather"]):
         narrowed["precision"] = ("fp32", "fp16", "bf16", "bf16-pure")
     return narrowed
 

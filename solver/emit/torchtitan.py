@@ -66,8 +66,10 @@ def config(run: Run) -> dict:
     if run["grad_checkpointing"] == "selective":
         result["activation_checkpoint"]["selective_ac_option"] = "op"
     if run["precision"] == "fp8":  # the LM head stays in bf16, as tplan counts fp8 for the blocks' linears
-        result["quantize"] = {"linear": {"float8": {"recipe_name": run.problem.inputs["fp8_recipe"],
-                                                    "filter_fqns": ["output"]}}}
+        float8 = {"recipe_name": run.problem.inputs["fp8_recipe"], "filter_fqns": ["output"]}
+        if run.problem.inputs["fp8_all_gather"]:  # FSDP2 gathers the fp8 weights, scales computed once per step
+            float8.update(enable_fsdp_float8_all_gather=True, precompute_float8_dynamic_scale_for_fsdp=True)
+        result["quantize"] = {"linear": {"float8": float8}}
     return result
 
 
@@ -163,4 +165,5 @@ def knobs(fields: Fields) -> tuple[dict, dict]:
     if found["precision"] == "fp8":
         section = ("quantize", "linear", "float8") if FLOAT8 in converters else ("float8",)
         settings["fp8_recipe"] = fields.choice((*section, "recipe_name"), RECIPES, "tensorwise")
+        settings["fp8_all_gather"] = fields.flag((*section, "enable_fsdp_float8_all_gather"))
     return found, settings

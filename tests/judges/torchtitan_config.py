@@ -31,4 +31,6 @@ print(json.dumps({
                 parallelism.pipeline_parallel_degree],
     "schedule": parallelism.pipeline_parallel_schedule, "microbatch": parallelism.pipeline_parallel_microbatch_size,
     "reshard": parallelism.fsdp_reshard_after_forward, "checkpointing": config.activation_checkpoint.mode,
-    "compile": config.compile.enable, "float8_recipe": config.quantize.linear.float8.recipe_name}))
+    "compile": config.compile.enable, "float8_recipe": config.quantize.linear.float8.recipe_name,
+    "float8_all_gather": config.quantize.linear.float8.enable_fsdp_float8_all_gather,
+    "float8_precomputed_scale": config.quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp}))
