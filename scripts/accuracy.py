@@ -982,6 +982,9 @@ def _fit_without(runs: list, held: set) -> dict:
     return calibration.fit([run for run in runs if run.source not in held])
 
 
+LOSO_BOUND = 0.35  # issue 9's bound on the error of a run the constants were not fitted to
+
+
 def step_time() -> dict:
     """Tokens/s against measured runs: the shipped constants, leave-one-source-out, one cluster, llm-analysis."""
     runs = _runs()
@@ -1064,6 +1067,9 @@ def step_time() -> dict:
     lines += ["Largest leave-one-source-out errors (each file's notes say what tplan cannot express about a run):", ""]
     lines += table(["run", "setting", "leave one source out", "shipped"],
                    [[r["id"], settings[r["id"]], pct(r["loso"], 0), pct(r["shipped"], 0)] for r in worst])
+    beyond = [r for r in records if abs(r["loso"]) > LOSO_BOUND]
+    lines += [f"Runs off by more than {LOSO_BOUND:.0%} with their source left out: {len(beyond)} of {len(records)}"
+              + (f" ({', '.join(r['id'] for r in beyond)})." if beyond else "."), ""]
     return {**result, "lines": lines}
 
 
