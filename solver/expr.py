@@ -188,6 +188,14 @@ def rebuilt(node: Node, parts: list[Node]) -> Node:
     return Call(node.function, tuple(parts))
 
 
+def factors_of(node: Node, power: int = 1) -> list[tuple[Node, int]]:
+    """The factors of a product/quotient chain (not looking through derived names), powers +-1:
+    the inverse of ``product``."""
+    if isinstance(node, Binary) and node.op in ("*", "/"):
+        return factors_of(node.left, power) + factors_of(node.right, power if node.op == "*" else -power)
+    return [(node, power)]
+
+
 def product(factors: list[tuple[Node, int]]) -> Node:
     """The product of ``factors`` (node, power +-1), left to right (from 1 when the first divides)."""
     (first, power), rest = factors[0], factors[1:]

@@ -114,7 +114,7 @@ def isolated_knobs(problem: Problem, equal: dict) -> dict[str, tuple[expr.Node, 
     micro-batch's size, whose interval bounds multiplied apart span the whole global batch squared."""
     rules, found = problem.rules, {}
     for name, (other, _) in equal.items():
-        factors = _chain(rules.derived[name])
+        factors = expr.factors_of(rules.derived[name])
         candidates = [(_spread(problem.domains[node.name]), node.name, index)
                       for index, (node, power) in enumerate(factors)
                       if isinstance(node, expr.Name) and node.name in problem.domains and power == 1
@@ -149,13 +149,6 @@ def _never_zero(problem: Problem, factors: list[expr.Node]) -> bool:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value:
                 return False
     return True
-
-
-def _chain(node: expr.Node, power: int = 1) -> list[tuple[expr.Node, int]]:
-    """The factors of a product/quotient chain (not looking through derived names), powers +-1."""
-    if isinstance(node, expr.Binary) and node.op in ("*", "/"):
-        return _chain(node.left, power) + _chain(node.right, power if node.op == "*" else -power)
-    return [(node, power)]
 
 
 def _spread(values) -> float:
