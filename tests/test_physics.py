@@ -88,6 +88,27 @@ def test_pipeline_first_stage_holds_all_layers_of_activations(tmp_path):
         max(24 * one["layer_bytes"], 6 * one["layer_bytes"] + one["logits_bytes"]), rel=1e-12)
 
 
+@pytest.mark.parametrize("pp, vp, micro_batches", [
+    (4, 2, 4), (4, 2, 8), (4, 2, 16), (2, 4, 2), (2, 4, 6), (8, 3, 8), (8, 3, 16), (4, 3, 12)])
+def test_interleaved_first_stage_holds_what_torch_schedule_warms_up(tmp_path, pp, vp, micro_batches):
+    """The first stage of an interleaved 1F1B schedule holds its warm-up forwards and one more before
+    its first backward, never more than all of its pp x micro-batch chunks - as torch's own
+    ScheduleInterleaved1F1B counts them (a chunk holds layers / (pp x vp) layers)."""
+    schedules = pytest.importorskip("torch.distributed.pipelining.schedules")
+    warmup = schedules._get_warmup_ops(0, vp, pp, pp, micro_batches)
+    chunks_held = min(warmup + 1, micro_batches * vp)
+    one = assess(tmp_path, attention="eager")
+    values = assess(tmp_path, {"pp": pp, "vp": vp, "gpus": pp, "grad_accum": micro_batches}, attention="eager")
+    assert values["activation_memory"] == pytest.approx(24 * one["layer_bytes"] * chunks_held / (pp * vp), rel=1e-12)
+
+
+def test_pipeline_with_fewer_micro_batches_than_stages_holds_them_all(tmp_path):
+    # torch's Schedule1F1B: the first stage runs min(n_microbatches, stages) forwards before a backward
+    one = assess(tmp_path, attention="eager")
+    values = assess(tmp_path, {"pp": 4, "gpus": 4, "grad_accum": 2}, attention="eager")
+    assert values["activation_memory"] == pytest.approx(24 * one["layer_bytes"] * 2 / 4, rel=1e-12)
+
+
 def test_training_flops_are_six_n_plus_attention(tmp_path):
     values = assess(tmp_path)
     n = values["matmul_params"]
