@@ -87,7 +87,7 @@ def shape_from_hf_config(path: str, file: str, where: str) -> dict:
     name = ALIASES.get(str(config.get("model_type", "")), str(config.get("model_type", "")))
     family = FAMILIES.get(name)
     if family is None:
-        reason = UNSUPPORTED.get(name, "its parameter layout is not one tplan knows")
+        reason = UNSUPPORTED.get(name, "a parameter layout tplan does not know")
         raise InputError(path, "model_type", f"a model family tplan counts exactly ({', '.join(sorted(FAMILIES))}); "
                                              f"{name or 'no model_type'!r} has {reason} - give an explicit shape "
                                              f"with its params instead")

@@ -274,7 +274,7 @@ MEASURED_RUNS = [run["id"] for path in sorted((accuracy.ROOT / "data" / "measure
 LLAMA3_8K = ("the Llama 3 paper trained 405B at 8K context with 8-way tensor, 16-way pipeline (8 chunks per rank) "
              "parallelism and no activation checkpointing on 80 GB H100s; as torchtitan runs it (framework fsdp: "
              "DTensor keeps each projection's all-gathered input whole) tplan counts 146 GiB of activations on the "
-             "first rank, and even Megatron-LM's sequence-parallel count would need about 70 GiB - Meta's own "
+             "first rank (130 GiB with 16 micro-batches per step, all in flight), and even Megatron-LM's sequence-parallel count would need about 70 GiB - Meta's own "
              "tensor-parallel and fused kernels, which keep them within 80 GB, are not published")
 RAN_OFF = {"llama3-405b-pretrain-8k-8192gpu-h100": LLAMA3_8K, "llama3-405b-pretrain-8k-16384gpu-h100": LLAMA3_8K,
            "llama3-405b-pretrain-128k-16384gpu-h100": LLAMA3_8K + " (the same per GPU at 128K over 16-way context "
