@@ -121,6 +121,18 @@ def test_frameworks_refuse_combinations_they_do_not_have(tmp_path):
     assert "memory/framework-offload" in broken("fsdp", zero_stage=3, offload="optimizer")
 
 
+@pytest.mark.parametrize("framework", ["deepspeed", "fsdp", "megatron"])
+def test_a_quantised_base_trains_data_parallel_only(tmp_path, framework):
+    qlora = {"task": "finetune", "framework": framework}
+    adapters = {"gpus": 8, "lora_rank": 16, "quantization": "nf4", "zero_stage": 3 if framework != "megatron" else 1}
+    def broken(**knobs):
+        return {v.rule for v in assess(tmp_path, {**adapters, **knobs}, **qlora).violations}
+    assert "memory/quantized-base-data-parallel" not in broken()
+    for split in ({"tp": 2}, {"pp": 2, "zero_stage": 0}, {"cp": 2}):
+        assert "memory/quantized-base-data-parallel" in broken(**split), split
+    assert "memory/quantized-base-data-parallel" not in broken(tp=2, quantization="none")
+
+
 def test_megatron_fused_swiglu_stores_its_input_only(tmp_path):
     """Megatron-LM's fused SwiGLU saves the gate and up outputs and recomputes the activation: its MLP
     stores 6f bytes per token (gate and up outputs, the down projection's input) where eager PyTorch
