@@ -295,8 +295,10 @@ class Search:
         """Among the passing plans one or two knob changes from ``plan`` that are as good on the
         objective (within RESOLUTION), the one that needs the least memory per GPU (the fastest when
         memory is the objective): equally good plans differ in headroom, and the search's order must
-        not choose a plan at the edge of the GPU's memory over one that leaves room. Repeats from the
-        chosen plan, a few rounds at most, never past RESOLUTION of ``plan``'s objective."""
+        not choose a plan at the edge of the GPU's memory over one that leaves room. Where that ties
+        too (bf16 and fp16 on an A100), the one whose values sit earliest in their domains, as the
+        search's tie-break intends but its rounding may not keep. Repeats from the chosen plan, a few
+        rounds at most, never past RESOLUTION of ``plan``'s objective."""
         objective = self.problem.objective
         second = "train_seconds" if objective == "memory_per_gpu" else "memory_per_gpu"
         limit = plan.values[objective] + abs(plan.values[objective]) * RESOLUTION
@@ -309,8 +311,9 @@ class Search:
         return plan
 
     def _best_neighbour(self, plan: Assessment, key: str, admits=None) -> Assessment:
-        """The passing plan one or two knob changes from ``plan`` lowest in ``key`` (among those
-        ``admits`` lets through), or ``plan`` when none is lower."""
+        """The passing plan one or two knob changes from ``plan`` lowest in ``key``, ties going to the
+        values earliest in their domains (among those ``admits`` lets through), or ``plan`` when none
+        is lower."""
         found = plan
         for count, config in enumerate(_neighbours(plan.config, self.domains)):
             if count % NEIGHBOURS_PER_CLOCK_CHECK == 0 and not self.budget.left():
@@ -318,11 +321,18 @@ class Search:
                 break
             # the cheap tests first: most neighbours are worse, and need no rule checked
             known = self.unchanged(plan, config)
-            if ((admits is None or admits(config, known))
-                    and self.evaluator.name(key, config, known) < found.values[key]):
+            if not (admits is None or admits(config, known)):
+                continue
+            value = self.evaluator.name(key, config, known)
+            if value < found.values[key] or (value == found.values[key]
+                                             and self._position(config) < self._position(found.config)):
                 neighbour = self.evaluator.assess(config, known)
                 found = neighbour if neighbour.passes else found
         return found
+
+    def _position(self, config: dict) -> int:
+        """How far into their domains ``config``'s values sit (the search's tie-break, compile.py)."""
+        return sum(self.domains[knob].index(config[knob]) for knob in self.domains)
 
     @functools.cached_property
     def reads(self) -> dict[str, frozenset]:
