@@ -133,6 +133,17 @@ def test_a_quantised_base_trains_data_parallel_only(tmp_path, framework):
     assert "memory/quantized-base-data-parallel" not in broken(tp=2, quantization="none")
 
 
+def test_lora_splits_by_model_parallelism_only_outside_deepspeed(tmp_path):
+    def broken(framework, **knobs):
+        lora = {"gpus": 8, "lora_rank": 16, "zero_stage": 1, **knobs}
+        return {v.rule for v in assess(tmp_path, lora, task="finetune", framework=framework).violations}
+    rule = "memory/lora-under-deepspeed-data-parallel"
+    assert rule not in broken("deepspeed", zero_stage=3)
+    assert rule in broken("deepspeed", tp=2) and rule in broken("deepspeed", pp=2)
+    assert rule not in broken("megatron", tp=2, pp=2)     # NeMo / Megatron-Bridge LoRA
+    assert rule not in broken("deepspeed", tp=2, lora_rank=0)
+
+
 def test_megatron_fused_swiglu_stores_its_input_only(tmp_path):
     """Megatron-LM's fused SwiGLU saves the gate and up outputs and recomputes the activation: its MLP
     stores 6f bytes per token (gate and up outputs, the down projection's input) where eager PyTorch
