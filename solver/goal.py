@@ -316,7 +316,9 @@ def _domains(document: Document, problem: Problem, pinned: bool, overrides: dict
             values = _divisors_over(problem, knob.divides, domains)
         else:
             limit = constants(knob.at_most) if knob.at_most is not None else None
-            values = [value for value in knob.default if limit is None or value <= limit]
+            excluded = {value for value, condition in knob.default_where if not constants(condition)}
+            values = [value for value in knob.default
+                      if (limit is None or value <= limit) and value not in excluded]
             if (limit is not None and isinstance(knob.values, str) and limit not in values and limit >= 1
                     and _allowed(knob, int(limit))):  # pp up to 2,048 GPUs is beyond pp's range: not a default
                 values.append(int(limit))

@@ -38,6 +38,12 @@ class Knob:
     minimum: int = 0                  # bounds of an integer knob
     maximum: int = 2**30
     repairs: tuple = ()               # values beyond the default a repair may propose (rulepack schema)
+    default_where: tuple = ()         # (value, condition): the value joins the default domain only where it holds
+
+    def input_expressions(self) -> list[tuple[str, expr.Node]]:
+        """The expressions over goal inputs that shape the default domain, each with its key."""
+        capped = [("at_most", self.at_most)] if self.at_most is not None else []
+        return capped + [(f"default_where.{value}", condition) for value, condition in self.default_where]
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,14 @@ def _knob(doc: Document, name: str, spec: dict, previous: Knob | None) -> Knob:
     if any(value not in values for value in repairs) and values != "integer":
         raise InputError(doc.path, doc.where(("knobs", name, "repairs")),
                          f"repair values among the values of {name}, not {quote(spec['repairs'])}")
+    where = spec.get("default_where", {})
+    if any(value not in default for value in where):
+        raise InputError(doc.path, doc.where(("knobs", name, "default_where")),
+                         f"conditions on values of {name}'s default domain, not {quote(list(where))}")
+    conditions = tuple((value, expr.parse(text, doc.path, doc.where(("knobs", name, "default_where", value))))
+                       for value, text in where.items())
     return Knob(name, values, default, expression("at_most"), spec.get("assumed", default[0]),
-                expression("divides"), low, high, repairs)
+                expression("divides"), low, high, repairs, conditions)
 
 
 def _check_table_keys(rules: RuleSet, doc: Document, name: str, spec: dict) -> None:
@@ -238,6 +250,14 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
 
     for name, node in rules.derived.items():
         graph[name] = require(node, name) & set(rules.derived)
+    for name, knob in rules.knobs.items():
+        for key, node in knob.input_expressions():
+            require(node, name)
+            if rules.knobs_read(node):
+                path, where = rules.origin[name]
+                raise InputError(path, f"{where}, {key}", f"an expression over goal inputs and params (the "
+                                 f"domain is set before any knob has a value), not one that reads "
+                                 f"{', '.join(sorted(rules.knobs_read(node)))}")
     for constraint in rules.constraints:
         require(constraint.condition, constraint.id)
         for _, node, _ in rules.message_names(constraint):

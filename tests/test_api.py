@@ -330,6 +330,23 @@ def test_a_goal_beyond_1024_gpus_gets_default_domains_within_each_knobs_range(tm
     assert max(domains["gpus"]) == 2048 and max(domains["pp"]) <= 1024
 
 
+@pytest.mark.parametrize("gpu, knobs, searched", [
+    ("a100-80gb", {}, False), ("h100-sxm", {}, False), ("v100", {}, True), ("t4", {}, True),
+    ("a100-80gb", {"precision": ["bf16", "fp16"]}, True)])
+def test_fp16_is_searched_by_default_only_without_bf16_units(tmp_path, gpu, knobs, searched):
+    """fp16 needs loss scaling where bf16 runs at the same rate without it, so the default precision
+    domain has fp16 only on GPUs without bf16 tensor cores (knobs.yaml default_where); a goal that
+    lists it gets it anywhere. Under Megatron-LM fp16 keeps 16-bit gradients, which once made a
+    LoRA plan on A100s pick fp16 for a 0.001% gain."""
+    from tplan.goal import load_problem
+
+    goal = {"model": "llama-3.2-1b", "task": "finetune", "data": {"tokens": 1e7},
+            "hardware": {"gpu": gpu, "gpus_per_node": 8}, "knobs": knobs}
+    path = tmp_path / "goal.yaml"
+    path.write_text(yaml.safe_dump(goal))
+    assert ("fp16" in load_problem(path).domains["precision"]) is searched
+
+
 def test_a_team_pack_changed_between_two_answers_in_one_process_is_read_anew(tmp_path):
     """Rule packs are read once per text (packs.load_rules keeps the merged RuleSet, for the repairs that
     re-read a goal): a pack edited between two answers of one process, to the same length, must count."""
