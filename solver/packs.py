@@ -253,11 +253,12 @@ def _check_graph(rules: RuleSet, context_names: set[str]) -> None:
     for name, knob in rules.knobs.items():
         for key, node in knob.input_expressions():
             require(node, name)
-            if rules.knobs_read(node):
+            knobs = rules.knobs_read(node)
+            if knobs:
                 path, where = rules.origin[name]
                 raise InputError(path, f"{where}, {key}", f"an expression over goal inputs and params (the "
                                  f"domain is set before any knob has a value), not one that reads "
-                                 f"{', '.join(sorted(rules.knobs_read(node)))}")
+                                 f"{', '.join(sorted(knobs))}")
     for constraint in rules.constraints:
         require(constraint.condition, constraint.id)
         for _, node, _ in rules.message_names(constraint):
